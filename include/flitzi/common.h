@@ -1,0 +1,32 @@
+/*
+  Definitions shared by every flitzi module.
+*/
+#ifndef FLITZI_COMMON_H
+#define FLITZI_COMMON_H
+
+/**
+   Marks a function that runs in the JACK process thread.
+
+   Such a function never allocates, frees, locks, logs, does I/O or waits.
+   The marker expands to nothing; it is there for readers and for the
+   `rt-symbols` test, which checks the objects that hold these functions for
+   calls into the allocator, stdio, locks and sleeps.
+*/
+#define FL_REALTIME
+
+/** Default and largest number of sample slots. */
+#define FL_DEFAULT_SLOTS 32U
+#define FL_MAX_SLOTS 1024U
+
+/** Default and largest number of voices that sound at once. */
+#define FL_DEFAULT_VOICES 32U
+#define FL_MAX_VOICES 1024U
+
+/** Output channels supported by the engine. */
+#define FL_MAX_OUTPUTS 2U
+
+/** Fade applied to a stolen voice, and to voices that are stopped. */
+#define FL_STEAL_FADE_MS 2.0
+#define FL_STOP_FADE_MS 5.0
+
+#endif /* FLITZI_COMMON_H */

@@ -1,0 +1,200 @@
+/*
+  The non-RT half of the engine: construction, the producers' ends of the
+  command and retire rings, the reaper's end of the event ring, teardown.
+  The RT half is in process.c.
+*/
+#include "process.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define DEFAULT_COMMAND_CAPACITY 4096U
+#define RETIRE_CAPACITY 1024U
+/* Room for every sample that can be waiting to be handed back at once: one
+   per voice plus a full retire ring, with some to spare. */
+#define EVENT_CAPACITY 4096U
+
+static uint32_t
+fade_frames(uint32_t sample_rate, double milliseconds)
+{
+  const uint32_t frames = (uint32_t)floor(sample_rate * milliseconds / 1000.0);
+  return frames > 0U ? frames : 1U;
+}
+
+FlEngine*
+fl_engine_new(const FlEngineConfig* config, FlBank* bank)
+{
+  if (!bank || config->sample_rate == 0U || config->output_count < 1U ||
+      config->output_count > FL_MAX_OUTPUTS || config->max_voices < 1U ||
+      config->max_voices > FL_MAX_VOICES) {
+    return NULL;
+  }
+
+  FlEngine* const engine = (FlEngine*)calloc(1, sizeof(FlEngine));
+  if (!engine) {
+    return NULL;
+  }
+
+  const uint32_t command_capacity = config->command_capacity
+                                      ? config->command_capacity
+                                      : DEFAULT_COMMAND_CAPACITY;
+
+  engine->bank         = bank;
+  engine->wake         = config->wake;
+  engine->wake_data    = config->wake_data;
+  engine->output_count = config->output_count;
+  engine->max_voices   = config->max_voices;
+  engine->voice_count  = 2U * config->max_voices;
+  engine->commands     = fl_ring_new(command_capacity, sizeof(Command));
+  engine->retirements  = fl_ring_new(RETIRE_CAPACITY, sizeof(Retirement));
+  engine->events       = fl_ring_new(EVENT_CAPACITY, sizeof(FlSample*));
+  engine->voices    = (Voice*)calloc(engine->voice_count, sizeof(Voice));
+  engine->order     = (uint32_t*)calloc(engine->voice_count, sizeof(uint32_t));
+  engine->free_list = (uint32_t*)calloc(engine->voice_count, sizeof(uint32_t));
+  if (!engine->commands || !engine->retirements || !engine->events ||
+      !engine->voices || !engine->order || !engine->free_list) {
+    fl_engine_free(engine);
+    return NULL;
+  }
+
+  /* Pop order: voice 0 first. */
+  for (uint32_t i = 0U; i < engine->voice_count; ++i) {
+    engine->free_list[i] = engine->voice_count - 1U - i;
+  }
+  engine->free_count = engine->voice_count;
+  fl_engine_set_sample_rate(engine, config->sample_rate);
+
+  atomic_init(&engine->voices_active, 0U);
+  atomic_init(&engine->plays, 0U);
+  atomic_init(&engine->late_plays, 0U);
+  atomic_init(&engine->stolen_voices, 0U);
+  atomic_init(&engine->retired_samples, 0U);
+  atomic_init(&engine->dropped_commands, 0U);
+  return engine;
+}
+
+void
+fl_engine_free(FlEngine* engine)
+{
+  if (!engine) {
+    return;
+  }
+
+  if (engine->retirements && engine->events && engine->voices) {
+    /* No RT thread runs: mark what the loader retired, release every voice,
+       and free what ends up unreferenced. The event ring has room for all of
+       it only in the common case, so free as we go. */
+    FlSample* sample = NULL;
+    do {
+      uint32_t handed_back = 0U;
+      fl_engine_process_offline(engine);
+      while ((sample = fl_engine_next_retired(engine))) {
+        fl_sample_free(sample);
+        ++handed_back;
+      }
+      if (handed_back == 0U) {
+        break;
+      }
+    } while (engine->order_count > 0U ||
+             fl_ring_read_space(engine->retirements) > 0U);
+  }
+
+  free(engine->free_list);
+  free(engine->order);
+  free(engine->voices);
+  fl_ring_free(engine->events);
+  fl_ring_free(engine->retirements);
+  fl_ring_free(engine->commands);
+  free(engine);
+}
+
+static FlStatus
+queue_command(FlEngine* engine, const Command* command)
+{
+  if (!fl_ring_write(engine->commands, command)) {
+    atomic_fetch_add_explicit(&engine->dropped_commands, 1U,
+                              memory_order_relaxed);
+    return FL_ERR_QUEUE_FULL;
+  }
+  return FL_SUCCESS;
+}
+
+FlStatus
+fl_engine_play(FlEngine* engine,
+               uint32_t  slot,
+               float     velocity,
+               int64_t   start_usecs)
+{
+  if (slot >= fl_bank_slot_count(engine->bank)) {
+    return FL_ERR_BAD_SLOT;
+  }
+  if (!(velocity >= 0.0f && velocity <= 1.0f)) { /* false for NaN too */
+    return FL_ERR_BAD_VELOCITY;
+  }
+  if (!fl_bank_get(engine->bank, slot)) {
+    return FL_ERR_EMPTY_SLOT;
+  }
+
+  const Command command = {COMMAND_PLAY, slot, velocity, 0U, start_usecs};
+  return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_stop(FlEngine* engine, uint32_t slot)
+{
+  if (slot != FL_ALL_SLOTS && slot >= fl_bank_slot_count(engine->bank)) {
+    return FL_ERR_BAD_SLOT;
+  }
+
+  const Command command = {COMMAND_STOP, slot, 0.0f, 0U, FL_PLAY_NOW};
+  return queue_command(engine, &command);
+}
+
+void
+fl_engine_publish(FlEngine* engine, uint32_t slot, FlSample* sample)
+{
+  FlSample* const old = fl_bank_exchange(engine->bank, slot, sample);
+  if (!old) {
+    return;
+  }
+
+  /* The old sample may be in use by the RT thread until it has read this
+     retirement, so it must reach the RT thread; wait for room. */
+  const Retirement retirement = {old, slot, sample == NULL};
+  while (!fl_ring_write(engine->retirements, &retirement)) {
+    const struct timespec millisecond = {0, 1000000L};
+    nanosleep(&millisecond, NULL);
+  }
+}
+
+FlSample*
+fl_engine_next_retired(FlEngine* engine)
+{
+  FlSample* sample = NULL;
+  return fl_ring_read(engine->events, &sample) ? sample : NULL;
+}
+
+void
+fl_engine_stats(const FlEngine* engine, FlEngineStats* stats)
+{
+  stats->voices_active =
+    atomic_load_explicit(&engine->voices_active, memory_order_relaxed);
+  stats->voices_max = engine->max_voices;
+  stats->plays = atomic_load_explicit(&engine->plays, memory_order_relaxed);
+  stats->late_plays =
+    atomic_load_explicit(&engine->late_plays, memory_order_relaxed);
+  stats->dropped_commands =
+    atomic_load_explicit(&engine->dropped_commands, memory_order_relaxed);
+  stats->stolen_voices =
+    atomic_load_explicit(&engine->stolen_voices, memory_order_relaxed);
+  stats->retired_samples =
+    atomic_load_explicit(&engine->retired_samples, memory_order_relaxed);
+}
+
+void
+fl_engine_set_sample_rate(FlEngine* engine, uint32_t sample_rate)
+{
+  engine->steal_fade_frames = fade_frames(sample_rate, FL_STEAL_FADE_MS);
+  engine->stop_fade_frames  = fade_frames(sample_rate, FL_STOP_FADE_MS);
+}
