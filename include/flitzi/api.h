@@ -1,0 +1,55 @@
+/*
+  OSC API v1: the method table and its handlers.
+
+  The handlers validate every argument (network input is untrusted) and turn
+  a message into an engine command, a loader request or a reply. The table is
+  the one place that lists addresses and accepted type tags; `flitzid
+  --list-osc` prints it and the schema test compares it with osc-schema/.
+*/
+#ifndef FLITZI_API_H
+#define FLITZI_API_H
+
+#include <flitzi/backend.h>
+#include <flitzi/bank.h>
+#include <flitzi/engine.h>
+#include <flitzi/loader.h>
+#include <flitzi/osc.h>
+
+#include <stdio.h>
+
+#define FL_VERSION "0.1.0"
+#define FL_API_VERSION 1
+
+typedef struct {
+  FlEngine*    engine;
+  FlBank*      bank;
+  FlLoader*    loader;  /**< NULL: loads are refused (fuzzing) */
+  FlBackend*   backend; /**< NULL: no JACK (fuzzing) */
+  FlOscServer* server;  /**< Set once the server exists */
+  void (*quit)(void* data);
+  void* quit_data;
+} FlApi;
+
+/** Return the method table and its length. */
+const FlOscMethod*
+fl_api_methods(size_t* count);
+
+/** Print the table: one line per address, its forms, "-" for none. */
+void
+fl_api_print_table(FILE* stream);
+
+/**
+   The loader's completion callback (FlLoaderDoneFunc) for an FlApi: replies
+   /done or /fail to the requester, and copies it to subscribers.
+*/
+void
+fl_api_load_done(void* api, const FlLoadResult* result);
+
+/**
+   Tell subscribers about new xruns (/event/xrun ,i total). Any non-RT
+   thread.
+*/
+void
+fl_api_notify_xruns(FlApi* api, uint32_t total);
+
+#endif /* FLITZI_API_H */

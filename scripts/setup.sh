@@ -1,0 +1,44 @@
+# Shared set-up for scripts/run and scripts/test; source it, don't run it.
+#
+# fl_install PACKAGE...  installs the Debian packages that are missing.
+# fl_build BUILDDIR [MESON_OPTION]...  configures (once) and builds.
+
+FL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# What building and testing flitzi needs on a fresh Debian 12.
+FL_PACKAGES=(
+  gcc meson ninja-build pkg-config python3
+  libjack-jackd2-dev liblo-dev libsndfile1-dev libsamplerate0-dev
+  libcmocka-dev jackd2 liblo-tools
+)
+
+fl_install() {
+  local missing=()
+  local package
+  for package in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null |
+      grep -q 'install ok installed'; then
+      missing+=("$package")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+
+  echo "flitzi: installing ${missing[*]}" >&2
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  # jackd2 asks about real-time priority; the default answer is fine.
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}" >&2
+}
+
+fl_build() {
+  local builddir=$1
+  shift
+  if [ -f "$builddir/build.ninja" ]; then
+    meson configure "$builddir" "$@" >/dev/null
+  else
+    meson setup "$builddir" "$FL_ROOT" "$@" >&2
+  fi
+  meson compile -C "$builddir" >&2
+}

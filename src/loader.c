@@ -1,0 +1,272 @@
+#include <flitzi/loader.h>
+
+#include <flitzi/log.h>
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_QUEUE_LENGTH 256U
+
+typedef struct {
+  FlRequestType type;
+  uint32_t      slot;
+  char*         path; /* loads: as sent; reloads: resolved */
+  size_t        context_size;
+  unsigned char context[FL_LOADER_CONTEXT_SIZE];
+} Request;
+
+struct FlLoaderImpl {
+  FlLoaderConfig config;
+  char*          sample_root;
+  pthread_t      thread;
+
+  /* Guarded by lock: the queue, the rate, and the stop flag. Only non-RT
+     threads meet here, so a mutex and a condition variable are the simple,
+     sleeping choice. */
+  pthread_mutex_t lock;
+  pthread_cond_t  wake;
+  Request*        queue;
+  uint32_t        queue_length;
+  uint32_t        queue_head;
+  uint32_t        queue_count;
+  uint32_t        sample_rate;
+  bool            stopping;
+};
+
+static FlStatus
+enqueue(FlLoader* loader, const Request* request)
+{
+  FlStatus status = FL_SUCCESS;
+  pthread_mutex_lock(&loader->lock);
+  if (loader->queue_count == loader->queue_length) {
+    status = FL_ERR_QUEUE_FULL;
+  } else {
+    const uint32_t tail =
+      (loader->queue_head + loader->queue_count) % loader->queue_length;
+    loader->queue[tail] = *request;
+    ++loader->queue_count;
+    pthread_cond_signal(&loader->wake);
+  }
+  pthread_mutex_unlock(&loader->lock);
+  return status;
+}
+
+static FlStatus
+make_request(FlLoader*     loader,
+             FlRequestType type,
+             uint32_t      slot,
+             const char*   path,
+             const void*   context,
+             size_t        context_size)
+{
+  if (slot >= fl_bank_slot_count(loader->config.bank)) {
+    return FL_ERR_BAD_SLOT;
+  }
+
+  Request request = {type, slot, NULL, 0U, {0}};
+  if (context_size > sizeof(request.context)) {
+    return FL_ERR_BAD_ARGUMENT;
+  }
+  if (context_size) {
+    memcpy(request.context, context, context_size);
+  }
+  request.context_size = context_size;
+  if (path && !(request.path = strdup(path))) {
+    return FL_ERR_NO_MEMORY;
+  }
+
+  const FlStatus status = enqueue(loader, &request);
+  if (status) {
+    free(request.path);
+  }
+  return status;
+}
+
+static void
+run_load(FlLoader* loader, const Request* request, uint32_t sample_rate,
+         FlLoadResult* result)
+{
+  char           path[PATH_MAX];
+  FlDecodeConfig decode = loader->config.decode;
+  decode.sample_rate    = sample_rate;
+
+  FlSample* sample = NULL;
+  result->status   = fl_path_resolve(loader->sample_root, request->path, path,
+                                     sizeof(path), result->reason,
+                                     sizeof(result->reason));
+  if (!result->status) {
+    result->status = fl_decode_file(path, &decode, &sample, result->reason,
+                                    sizeof(result->reason));
+  }
+  if (result->status) {
+    return; /* the slot keeps what it had */
+  }
+
+  result->frame_count = sample->frame_count;
+  result->channels    = sample->channels;
+  result->source_rate = sample->source_rate;
+  fl_engine_publish(loader->config.engine, request->slot, sample);
+}
+
+static void
+run_unload(FlLoader* loader, const Request* request, FlLoadResult* result)
+{
+  if (!fl_bank_get(loader->config.bank, request->slot)) {
+    result->status = FL_ERR_EMPTY_SLOT;
+    snprintf(result->reason, sizeof(result->reason), "slot %u is empty",
+             request->slot);
+    return;
+  }
+  fl_engine_publish(loader->config.engine, request->slot, NULL);
+}
+
+static void*
+loader_main(void* data)
+{
+  FlLoader* const loader = (FlLoader*)data;
+
+  for (;;) {
+    pthread_mutex_lock(&loader->lock);
+    while (!loader->stopping && loader->queue_count == 0U) {
+      pthread_cond_wait(&loader->wake, &loader->lock);
+    }
+    if (loader->stopping) {
+      pthread_mutex_unlock(&loader->lock);
+      break;
+    }
+    const Request  request = loader->queue[loader->queue_head];
+    const uint32_t rate    = loader->sample_rate;
+    loader->queue_head     = (loader->queue_head + 1U) % loader->queue_length;
+    --loader->queue_count;
+    pthread_mutex_unlock(&loader->lock);
+
+    FlLoadResult* const result = (FlLoadResult*)calloc(1, sizeof(FlLoadResult));
+    if (!result) {
+      fl_log(FL_LOG_ERROR, "out of memory while loading slot %u", request.slot);
+      free(request.path);
+      continue;
+    }
+    result->type = request.type;
+    result->slot = request.slot;
+    memcpy(result->context, request.context, request.context_size);
+
+    if (request.type == FL_REQUEST_UNLOAD) {
+      run_unload(loader, &request, result);
+    } else {
+      run_load(loader, &request, rate, result);
+    }
+
+    if (loader->config.done) {
+      loader->config.done(loader->config.done_data, result);
+    }
+    free(result);
+    free(request.path);
+  }
+  return NULL;
+}
+
+FlLoader*
+fl_loader_new(const FlLoaderConfig* config)
+{
+  FlLoader* const loader = (FlLoader*)calloc(1, sizeof(FlLoader));
+  if (!loader) {
+    return NULL;
+  }
+
+  loader->config       = *config;
+  loader->queue_length = config->queue_length ? config->queue_length
+                                              : DEFAULT_QUEUE_LENGTH;
+  loader->sample_rate  = config->decode.sample_rate;
+  loader->queue = (Request*)calloc(loader->queue_length, sizeof(Request));
+  loader->sample_root =
+    config->sample_root ? strdup(config->sample_root) : NULL;
+  if (!loader->queue || (config->sample_root && !loader->sample_root)) {
+    free(loader->queue);
+    free(loader->sample_root);
+    free(loader);
+    return NULL;
+  }
+  loader->config.sample_root = loader->sample_root;
+
+  pthread_mutex_init(&loader->lock, NULL);
+  pthread_cond_init(&loader->wake, NULL);
+  if (pthread_create(&loader->thread, NULL, loader_main, loader)) {
+    pthread_cond_destroy(&loader->wake);
+    pthread_mutex_destroy(&loader->lock);
+    free(loader->queue);
+    free(loader->sample_root);
+    free(loader);
+    return NULL;
+  }
+  return loader;
+}
+
+void
+fl_loader_free(FlLoader* loader)
+{
+  if (!loader) {
+    return;
+  }
+
+  pthread_mutex_lock(&loader->lock);
+  loader->stopping = true;
+  pthread_cond_signal(&loader->wake);
+  pthread_mutex_unlock(&loader->lock);
+  pthread_join(loader->thread, NULL);
+
+  for (uint32_t i = 0U; i < loader->queue_count; ++i) {
+    free(loader->queue[(loader->queue_head + i) % loader->queue_length].path);
+  }
+  pthread_cond_destroy(&loader->wake);
+  pthread_mutex_destroy(&loader->lock);
+  free(loader->queue);
+  free(loader->sample_root);
+  free(loader);
+}
+
+FlStatus
+fl_loader_load(FlLoader*   loader,
+               uint32_t    slot,
+               const char* path,
+               const void* context,
+               size_t      context_size)
+{
+  return make_request(loader, FL_REQUEST_LOAD, slot, path, context,
+                      context_size);
+}
+
+FlStatus
+fl_loader_unload(FlLoader*   loader,
+                 uint32_t    slot,
+                 const void* context,
+                 size_t      context_size)
+{
+  return make_request(loader, FL_REQUEST_UNLOAD, slot, NULL, context,
+                      context_size);
+}
+
+void
+fl_loader_set_sample_rate(FlLoader* loader, uint32_t sample_rate)
+{
+  pthread_mutex_lock(&loader->lock);
+  const bool changed   = loader->sample_rate != sample_rate;
+  loader->sample_rate  = sample_rate;
+  pthread_mutex_unlock(&loader->lock);
+  if (!changed) {
+    return;
+  }
+
+  const uint32_t slot_count = fl_bank_slot_count(loader->config.bank);
+  FlSlotInfo*    info       = (FlSlotInfo*)malloc(sizeof(FlSlotInfo));
+  for (uint32_t slot = 0U; info && slot < slot_count; ++slot) {
+    if (fl_bank_info(loader->config.bank, slot, info) && info->loaded &&
+        make_request(loader, FL_REQUEST_RELOAD, slot, info->path, NULL, 0U)) {
+      fl_log(FL_LOG_WARNING, "cannot queue the reload of slot %u", slot);
+    }
+  }
+  free(info);
+}
