@@ -9,6 +9,30 @@
 /* Seconds from the NTP epoch (1900) to the Unix epoch (1970). */
 #define NTP_UNIX_OFFSET 2208988800.0
 
+/* liblo's arguments point into the packet, 4-byte aligned, while lo_arg is
+   an 8-byte aligned union: read them by copying, not through the union. */
+static int32_t
+arg_int(const lo_arg* arg)
+{
+  int32_t value = 0;
+  memcpy(&value, arg, sizeof(value));
+  return value;
+}
+
+static float
+arg_float(const lo_arg* arg)
+{
+  float value = 0.0f;
+  memcpy(&value, arg, sizeof(value));
+  return value;
+}
+
+static const char*
+arg_string(const lo_arg* arg)
+{
+  return (const char*)arg;
+}
+
 static void
 fail_slot(FlOscServer* server, const FlOscPeer* peer, const char* path,
           int32_t slot, const char* reason)
@@ -55,7 +79,7 @@ reply_done(FlOscServer* server, const FlOscPeer* peer, const char* path,
    system clock, added to JACK's now. The RT thread then maps that time to a
    frame with the timing of the period it is in. */
 static int64_t
-start_time_of(lo_timetag time)
+start_time_of(const FlApi* api, lo_timetag time)
 {
   if (time.sec == 0U && time.frac <= 1U) {
     return FL_PLAY_NOW;
@@ -67,7 +91,7 @@ start_time_of(lo_timetag time)
                         (double)time.frac / 4294967296.0;
   const double ahead_usecs =
     (target - ((double)now.tv_sec + (double)now.tv_nsec * 1e-9)) * 1e6;
-  return fl_backend_now_usecs() + (int64_t)llround(ahead_usecs);
+  return api->now_usecs() + (int64_t)llround(ahead_usecs);
 }
 
 static void
@@ -77,13 +101,13 @@ on_load(void* data, FlOscServer* server, const FlOscPeer* peer,
   (void)types;
   (void)time;
   FlApi* const  api  = (FlApi*)data;
-  const int32_t slot = argv[0]->i;
+  const int32_t slot = arg_int(argv[0]);
   if (!check_slot(api, server, peer, "/load", slot)) {
     return;
   }
 
   const FlStatus status =
-    api->loader ? fl_loader_load(api->loader, (uint32_t)slot, &argv[1]->s,
+    api->loader ? fl_loader_load(api->loader, (uint32_t)slot, arg_string(argv[1]),
                                  peer, sizeof(*peer))
                 : FL_ERR_QUEUE_FULL;
   if (status) {
@@ -98,7 +122,7 @@ on_play(void* data, FlOscServer* server, const FlOscPeer* peer,
         const char* types, lo_arg* const* argv, lo_timetag time)
 {
   FlApi* const  api  = (FlApi*)data;
-  const int32_t slot = argv[0]->i;
+  const int32_t slot = arg_int(argv[0]);
   if (!check_slot(api, server, peer, "/play", slot)) {
     return;
   }
@@ -106,15 +130,15 @@ on_play(void* data, FlOscServer* server, const FlOscPeer* peer,
   char  reason[96];
   float velocity = 0.0f;
   if (types[1] == 'i') {
-    if (argv[1]->i < 0 || argv[1]->i > 127) {
+    if (arg_int(argv[1]) < 0 || arg_int(argv[1]) > 127) {
       snprintf(reason, sizeof(reason), "velocity %d is not in 0..127",
-               argv[1]->i);
+               arg_int(argv[1]));
       fail_slot(server, peer, "/play", slot, reason);
       return;
     }
-    velocity = (float)argv[1]->i / 127.0f;
+    velocity = (float)arg_int(argv[1]) / 127.0f;
   } else {
-    velocity = argv[1]->f;
+    velocity = arg_float(argv[1]);
     if (!(velocity >= 0.0f && velocity <= 1.0f)) {
       snprintf(reason, sizeof(reason), "velocity %g is not in [0, 1]",
                (double)velocity);
@@ -134,7 +158,8 @@ on_play(void* data, FlOscServer* server, const FlOscPeer* peer,
   }
 
   const FlStatus status =
-    fl_engine_play(api->engine, (uint32_t)slot, velocity, start_time_of(time));
+    fl_engine_play(api->engine, (uint32_t)slot, velocity,
+                   start_time_of(api, time));
   if (status == FL_ERR_EMPTY_SLOT) {
     snprintf(reason, sizeof(reason), "slot %d is empty", slot);
     fail_slot(server, peer, "/play", slot, reason);
@@ -152,7 +177,7 @@ on_stop(void* data, FlOscServer* server, const FlOscPeer* peer,
   (void)time;
   FlApi* const  api  = (FlApi*)data;
   const bool    all  = types[0] == '\0';
-  const int32_t slot = all ? -1 : argv[0]->i;
+  const int32_t slot = all ? -1 : arg_int(argv[0]);
   if (!all && !check_slot(api, server, peer, "/stop", slot)) {
     return;
   }
@@ -169,7 +194,7 @@ on_unload(void* data, FlOscServer* server, const FlOscPeer* peer,
   (void)types;
   (void)time;
   FlApi* const  api  = (FlApi*)data;
-  const int32_t slot = argv[0]->i;
+  const int32_t slot = arg_int(argv[0]);
   if (!check_slot(api, server, peer, "/unload", slot)) {
     return;
   }
@@ -192,7 +217,7 @@ on_query(void* data, FlOscServer* server, const FlOscPeer* peer,
   (void)types;
   (void)time;
   FlApi* const  api  = (FlApi*)data;
-  const int32_t slot = argv[0]->i;
+  const int32_t slot = arg_int(argv[0]);
   if (!check_slot(api, server, peer, "/query", slot)) {
     return;
   }
@@ -271,7 +296,7 @@ on_notify(void* data, FlOscServer* server, const FlOscPeer* peer,
   (void)data;
   (void)types;
   (void)time;
-  const int32_t flag = argv[0]->i ? 1 : 0;
+  const int32_t flag = arg_int(argv[0]) ? 1 : 0;
   fl_osc_subscribe(server, peer, flag);
   reply_done(server, peer, "/notify", flag, true);
 }

@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <samplerate.h>
+#include <semaphore.h>
 #include <sndfile.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -62,66 +64,194 @@ read_direct(SNDFILE* file, FlSample* sample, sf_count_t frame_count,
   return FL_SUCCESS;
 }
 
-/* Decode and resample in one streaming pass: each decoded chunk goes through
-   the converter while it is still in cache. */
+/* One channel's resampler, on a thread of its own. */
+typedef struct {
+  pthread_t  thread;
+  sem_t      start;
+  sem_t      done;
+  SRC_STATE* state;
+  double     ratio;
+  float*     input[2]; /* double buffer of one channel's chunk */
+  uint32_t   buffer;   /* which input buffer to read next */
+  long       input_frames;
+  bool       end_of_input;
+  bool       quit;
+  float*     output;
+  uint64_t   capacity;
+  uint64_t   produced;
+  int        error;
+} ChannelWorker;
+
+/* Resample the current chunk of one channel to the end. */
+static void
+resample_chunk(ChannelWorker* worker)
+{
+  SRC_DATA data     = {0};
+  data.data_in      = worker->input[worker->buffer];
+  data.input_frames = worker->input_frames;
+  data.end_of_input = worker->end_of_input;
+  data.src_ratio    = worker->ratio;
+  while (!worker->error && worker->produced < worker->capacity) {
+    data.data_out      = worker->output + worker->produced;
+    data.output_frames = (long)(worker->capacity - worker->produced);
+    worker->error      = src_process(worker->state, &data);
+    worker->produced += (uint64_t)data.output_frames_gen;
+    data.data_in += data.input_frames_used;
+    data.input_frames -= data.input_frames_used;
+
+    /* Done with this chunk: all input taken (and, at the end, drained). */
+    if ((data.input_frames == 0 && !data.end_of_input) ||
+        (data.input_frames_used == 0 && data.output_frames_gen == 0)) {
+      break;
+    }
+  }
+}
+
+static void*
+worker_main(void* data)
+{
+  ChannelWorker* const worker = (ChannelWorker*)data;
+  for (;;) {
+    while (sem_wait(&worker->start)) {
+    }
+    if (worker->quit) {
+      return NULL;
+    }
+    resample_chunk(worker);
+    sem_post(&worker->done);
+  }
+}
+
+/* Split one decoded interleaved chunk into the workers' input buffers. */
+static void
+deinterleave(const float* chunk, long frames, ChannelWorker* workers,
+             uint32_t channels, uint32_t buffer)
+{
+  for (uint32_t c = 0U; c < channels; ++c) {
+    float* const restrict out = workers[c].input[buffer];
+    for (long i = 0; i < frames; ++i) {
+      out[i] = chunk[(size_t)i * channels + c];
+    }
+  }
+}
+
+/* Decode and resample as a pipeline: this thread decodes chunk k+1 while one
+   worker thread per channel resamples chunk k, each with its own converter
+   state, so filter state at chunk seams is exactly what one long call would
+   have. Each channel's converter does the arithmetic a multichannel one does
+   for that channel, so the result equals single-threaded src_simple(). */
 static FlStatus
 read_resampled(SNDFILE* file, FlSample* sample, sf_count_t frame_count,
                uint64_t capacity, double ratio, int converter,
                const char* path, char* reason, size_t reason_size)
 {
   const uint32_t channels = sample->channels;
-  int            error    = 0;
-  SRC_STATE*     state    = src_new(converter, (int)channels, &error);
-  float* const   chunk =
+  ChannelWorker  workers[2];
+  memset(workers, 0, sizeof(workers));
+
+  float* const chunk =
     (float*)malloc((size_t)CHUNK_FRAMES * channels * sizeof(float));
-  if (!state || !chunk) {
-    src_delete(state);
-    free(chunk);
-    snprintf(reason, reason_size, "cannot resample '" SHOWN_PATH "': %s",
-             path, state ? "out of memory" : src_strerror(error));
-    return state ? FL_ERR_NO_MEMORY : FL_ERR_RESAMPLE;
+  float* const planar =
+    channels > 1U ? (float*)malloc(capacity * channels * sizeof(float)) : NULL;
+  bool     ready   = chunk && (channels == 1U || planar);
+  uint32_t started = 0U;
+  for (uint32_t c = 0U; ready && c < channels; ++c) {
+    ChannelWorker* const worker = &workers[c];
+    int                  error  = 0;
+    worker->state               = src_new(converter, 1, &error);
+    worker->ratio               = ratio;
+    worker->input[0] = (float*)malloc(CHUNK_FRAMES * sizeof(float));
+    worker->input[1] = (float*)malloc(CHUNK_FRAMES * sizeof(float));
+    worker->output   = channels == 1U ? sample->frames : planar + c * capacity;
+    worker->capacity = capacity;
+    sem_init(&worker->start, 0, 0);
+    sem_init(&worker->done, 0, 0);
+    ready = worker->state && worker->input[0] && worker->input[1] &&
+            !pthread_create(&worker->thread, NULL, worker_main, worker);
+    if (ready) {
+      pthread_setname_np(worker->thread, "flitzi-src");
+    }
+    started += ready;
   }
 
-  FlStatus   status   = FL_SUCCESS;
-  sf_count_t read     = 0;
-  uint64_t   produced = 0U;
-  bool       done     = false;
-  while (!done && status == FL_SUCCESS) {
-    const sf_count_t got = sf_readf_float(file, chunk, CHUNK_FRAMES);
-    read += got > 0 ? got : 0;
+  FlStatus   status = ready ? FL_SUCCESS : FL_ERR_NO_MEMORY;
+  sf_count_t read   = 0;
+  uint32_t   buffer = 0U;
+  sf_count_t got    = 0;
+  bool       done   = false;
+  if (ready) {
+    got  = sf_readf_float(file, chunk, CHUNK_FRAMES);
+    got  = got > 0 ? got : 0;
+    read = got;
     done = got < (sf_count_t)CHUNK_FRAMES || read >= frame_count;
+    deinterleave(chunk, (long)got, workers, channels, buffer);
+  }
+  while (status == FL_SUCCESS) {
+    for (uint32_t c = 0U; c < channels; ++c) {
+      workers[c].buffer       = buffer;
+      workers[c].input_frames = (long)got;
+      workers[c].end_of_input = done;
+      sem_post(&workers[c].start);
+    }
 
-    SRC_DATA data     = {0};
-    data.data_in      = chunk;
-    data.input_frames = got > 0 ? got : 0;
-    data.end_of_input = done;
-    data.src_ratio    = ratio;
-    for (;;) {
-      data.data_out      = sample->frames + produced * channels;
-      data.output_frames = (long)(capacity - produced);
-      error              = src_process(state, &data);
-      if (error) {
-        snprintf(reason, reason_size, "cannot resample '" SHOWN_PATH "': %s",
-                 path, src_strerror(error));
-        status = FL_ERR_RESAMPLE;
-        break;
+    /* Decode the next chunk while the workers resample this one. */
+    sf_count_t next      = 0;
+    bool       next_done = true;
+    if (!done) {
+      next      = sf_readf_float(file, chunk, CHUNK_FRAMES);
+      next      = next > 0 ? next : 0;
+      read     += next;
+      next_done = next < (sf_count_t)CHUNK_FRAMES || read >= frame_count;
+      deinterleave(chunk, (long)next, workers, channels, 1U - buffer);
+    }
+
+    for (uint32_t c = 0U; c < channels; ++c) {
+      while (sem_wait(&workers[c].done)) {
       }
-      produced += (uint64_t)data.output_frames_gen;
-      data.data_in += data.input_frames_used * channels;
-      data.input_frames -= data.input_frames_used;
+      if (workers[c].error) {
+        snprintf(reason, reason_size, "cannot resample '" SHOWN_PATH "': %s",
+                 path, src_strerror(workers[c].error));
+        status = FL_ERR_RESAMPLE;
+      }
+    }
+    if (done) {
+      break;
+    }
+    buffer = 1U - buffer;
+    got    = next;
+    done   = next_done;
+  }
 
-      const bool stuck =
-        data.input_frames_used == 0 && data.output_frames_gen == 0;
-      if (produced >= capacity || stuck ||
-          (data.input_frames == 0 && !data.end_of_input)) {
-        break;
+  uint64_t produced = workers[0].produced;
+  for (uint32_t c = 0U; c < started; ++c) {
+    workers[c].quit = true;
+    sem_post(&workers[c].start);
+    pthread_join(workers[c].thread, NULL);
+    if (workers[c].produced < produced) {
+      produced = workers[c].produced;
+    }
+  }
+  for (uint32_t c = 0U; c < channels; ++c) {
+    src_delete(workers[c].state);
+    free(workers[c].input[0]);
+    free(workers[c].input[1]);
+    sem_destroy(&workers[c].start);
+    sem_destroy(&workers[c].done);
+  }
+
+  if (status == FL_SUCCESS && planar) {
+    for (uint64_t i = 0U; i < produced; ++i) {
+      for (uint32_t c = 0U; c < channels; ++c) {
+        sample->frames[i * channels + c] = planar[c * capacity + i];
       }
     }
   }
-
-  src_delete(state);
+  free(planar);
   free(chunk);
-  if (status == FL_SUCCESS && read < frame_count) {
+
+  if (status == FL_ERR_NO_MEMORY) {
+    snprintf(reason, reason_size, "out of memory for '" SHOWN_PATH "'", path);
+  } else if (status == FL_SUCCESS && read < frame_count) {
     snprintf(reason, reason_size,
              "'" SHOWN_PATH "' is truncated: %lld of %lld frames could be read",
              path, (long long)read, (long long)frame_count);
@@ -129,7 +259,7 @@ read_resampled(SNDFILE* file, FlSample* sample, sf_count_t frame_count,
   }
 
   /* Converters produce within a few frames of the ideal count; keep what
-     they made. The buffer is not published yet, so this is no write to an
+     they made. The sample is not published yet, so this is no write to an
      immutable sample. */
   sample->frame_count = (uint32_t)produced;
   return status;

@@ -81,7 +81,9 @@ fl_engine_free(FlEngine* engine)
     return;
   }
 
-  if (engine->retirements && engine->events && engine->voices) {
+  /* A partly constructed engine has no voices or rings to drain. */
+  if (engine->commands && engine->retirements && engine->events &&
+      engine->voices && engine->order && engine->free_list) {
     /* No RT thread runs: mark what the loader retired, release every voice,
        and free what ends up unreferenced. The event ring has room for all of
        it only in the common case, so free as we go. */

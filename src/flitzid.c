@@ -242,7 +242,7 @@ parse_options(int argc, char** argv, Options* options)
       print_usage(stdout);
       return EXIT_SUCCESS;
     case 'V':
-      printf("flitzid %s (OSC API %d)\n", FL_VERSION, FL_API_VERSION);
+      printf("flitzid %s\n", FL_VERSION);
       return EXIT_SUCCESS;
     default:
       fprintf(stderr, "Try 'flitzid --help' for more information.\n");
@@ -414,8 +414,8 @@ main(int argc, char** argv)
                                         options.voices, 0U, wake_main, NULL};
   daemon->engine =
     daemon->bank ? fl_engine_new(&engine_config, daemon->bank) : NULL;
-  daemon->api = (FlApi){daemon->engine, daemon->bank, NULL, NULL, NULL,
-                        request_quit, NULL};
+  daemon->api = (FlApi){daemon->engine,       daemon->bank, NULL, NULL, NULL,
+                        fl_backend_now_usecs, request_quit, NULL};
 
   const FlLoaderConfig loader_config = {
     daemon->engine,

@@ -202,6 +202,7 @@ fl_loader_new(const FlLoaderConfig* config)
     free(loader);
     return NULL;
   }
+  pthread_setname_np(loader->thread, "flitzi-loader");
   return loader;
 }
 

@@ -661,6 +661,7 @@ fl_osc_start(FlOscServer* server)
       pthread_create(&server->thread, NULL, osc_main, server)) {
     return FL_ERR_OPEN;
   }
+  pthread_setname_np(server->thread, "flitzi-osc");
   server->started = true;
   return FL_SUCCESS;
 }

@@ -31,19 +31,27 @@ static FL_REALTIME bool
 release_sample(FlEngine* engine, Voice* voice, uint32_t* handed_back)
 {
   FlSample* const sample = voice->sample;
-  if (sample->rt_voices == 1U && sample->rt_retired &&
-      !hand_back(engine, sample, handed_back)) {
-    return false;
+  if (sample->rt_voices == 1U && sample->rt_retired) {
+    /* Once handed back the reaper may free it at once: no more writes. */
+    if (!hand_back(engine, sample, handed_back)) {
+      return false;
+    }
+  } else {
+    --sample->rt_voices;
   }
-  --sample->rt_voices;
   voice->sample = NULL;
   return true;
 }
 
-/* Ends a voice: releases its sample, or marks it ENDED to try next period. */
+/* Ends a voice: releases its sample, or marks it ENDED to try next period.
+   A voice that is already free (a pending voice ended earlier in this
+   period, still listed in `order`) is left alone. */
 static FL_REALTIME void
 end_voice(FlEngine* engine, Voice* voice, uint32_t* handed_back)
 {
+  if (voice->state == VOICE_FREE) {
+    return;
+  }
   if (voice->state == VOICE_PENDING || voice->state == VOICE_PLAYING) {
     --engine->sounding;
   }
@@ -191,11 +199,15 @@ fl_process_apply_retirements(FlEngine* engine, uint32_t* handed_back)
          fl_ring_read(engine->retirements, &retirement)) {
     FlSample* const sample = retirement.sample;
     sample->rt_retired     = true;
-    if (retirement.fade_slot) {
-      fade_slot(engine, retirement.slot, handed_back);
-    }
+    /* Hand back an unused sample before fading the slot: the fade may end
+       pending voices, which hand back their own samples (this one too, if
+       they were all it had) and use the event space reserved above. After
+       the hand-back the sample belongs to the reaper and is not touched. */
     if (sample->rt_voices == 0U) {
       hand_back(engine, sample, handed_back);
+    }
+    if (retirement.fade_slot) {
+      fade_slot(engine, retirement.slot, handed_back);
     }
   }
 }
@@ -231,6 +243,9 @@ render_voice(FlEngine*       engine,
              uint32_t*       handed_back)
 {
   uint32_t offset = 0U;
+  if (voice->state == VOICE_FREE) {
+    return; /* a pending voice stopped or stolen in this period */
+  }
   if (voice->state == VOICE_ENDED) {
     end_voice(engine, voice, handed_back);
     return;

@@ -26,6 +26,8 @@ typedef struct {
   FlLoader*    loader;  /**< NULL: loads are refused (fuzzing) */
   FlBackend*   backend; /**< NULL: no JACK (fuzzing) */
   FlOscServer* server;  /**< Set once the server exists */
+  /** The clock of FlPeriod in microseconds (fl_backend_now_usecs()). */
+  int64_t (*now_usecs)(void);
   void (*quit)(void* data);
   void* quit_data;
 } FlApi;

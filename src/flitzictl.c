@@ -1,0 +1,1374 @@
+/*
+  flitzictl: control flitzid from the shell.
+
+  Each command sends one OSC request from this program's own socket, so the
+  daemon's reply comes back here, and waits for that reply. The OSC API is
+  described in osc-schema/flitzi-osc.json and docs/osc-api.md.
+
+  Exit status: 0 success, 1 the daemon refused (its reason goes to stderr),
+  2 no reply (or the request could not be sent), 64 usage error.
+
+  This is one file rather than a module: a thin client that shares no code
+  with the daemon, only the OSC API, which the schema describes.
+*/
+
+#include <lo/lo.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FL_CTL_VERSION "0.1.0"
+#define FL_CTL_DEFAULT_HOST "127.0.0.1"
+#define FL_CTL_DEFAULT_PORT "9950"
+#define FL_CTL_DEFAULT_TIMEOUT_MS 1000
+#define FL_CTL_MAX_TIMEOUT_MS 3600000
+#define FL_CTL_INBOX_SIZE 64U
+#define FL_CTL_MAX_ARGS 16
+
+/* Exit status (64 is EX_USAGE of sysexits.h). */
+enum {
+  FL_CTL_OK       = 0,
+  FL_CTL_REFUSED  = 1,
+  FL_CTL_NO_REPLY = 2,
+  FL_CTL_USAGE    = 64,
+};
+
+/* A message received from the daemon; `message` holds a reference. */
+typedef struct {
+  char       path[64];
+  lo_message message;
+} FlCtlReply;
+
+typedef struct {
+  const char* host;
+  const char* port;
+  int         timeout_ms;
+  bool        json;
+  lo_server   server; /* Our socket: requests leave and replies arrive here */
+  lo_address  daemon;
+  FlCtlReply  inbox[FL_CTL_INBOX_SIZE]; /* Received, not yet taken */
+  unsigned    inbox_count;
+} FlCtl;
+
+/* Field names of the replies this program knows, for --json. */
+typedef struct {
+  const char* path;
+  const char* types;
+  const char* address; /* First argument, or NULL for any */
+  const char* names[FL_CTL_MAX_ARGS];
+} FlCtlShape;
+
+static const FlCtlShape fl_ctl_shapes[] = {
+  { "/pong", "si", NULL, { "version", "api" } },
+  { "/done",
+    "siiii",
+    "/load",
+    { "address", "id", "frames", "channels", "source_rate" } },
+  { "/done", "si", "/notify", { "address", "flag" } },
+  { "/done", "si", NULL, { "address", "id" } },
+  { "/done", "s", NULL, { "address" } },
+  { "/fail", "sis", NULL, { "address", "id", "reason" } },
+  { "/fail", "ss", NULL, { "address", "reason" } },
+  { "/slot",
+    "isiiii",
+    NULL,
+    { "id", "path", "frames", "channels", "source_rate", "loaded" } },
+  { "/status.reply",
+    "iiiiiffiii",
+    NULL,
+    { "voices_active",
+      "voices_max",
+      "slots_loaded",
+      "slots_max",
+      "sample_rate",
+      "dsp_load_avg_pct",
+      "dsp_load_peak_pct",
+      "xruns",
+      "dropped_messages",
+      "late_bundles" } },
+  { "/event/xrun", "i", NULL, { "total" } },
+};
+
+/*
+  Set by the SIGINT/SIGTERM handler; read by `watch` after ppoll() returns.
+  Relaxed: the flag carries no other data, and both run in the main thread.
+*/
+static atomic_bool fl_ctl_interrupted;
+
+static void print_usage_line(FILE* stream)
+{
+  fputs("Usage: flitzictl [OPTION]... COMMAND [ARG]...\n", stream);
+}
+
+static int usage_error(const char* format, const char* detail)
+{
+  fputs("flitzictl: ", stderr);
+  fprintf(stderr, format, detail);
+  fputc('\n', stderr);
+  print_usage_line(stderr);
+  fputs("Try 'flitzictl --help' for more information.\n", stderr);
+  return FL_CTL_USAGE;
+}
+
+static void print_help(void)
+{
+  print_usage_line(stdout);
+  fputs(
+    "Send a command to flitzid over OSC and print its reply.\n"
+    "\n"
+    "Commands:\n"
+    "  ping               check that flitzid answers; print its version\n"
+    "  load ID PATH       load an audio file into slot ID; waits until it is\n"
+    "                     loaded (a relative PATH is made absolute here)\n"
+    "  play ID VEL        play slot ID at velocity VEL: a gain 0..1 if VEL\n"
+    "                     has a '.' or an 'e' (0.8, 1e-1), else MIDI 0..127\n"
+    "  stop [ID]          fade out the voices of slot ID, or every voice\n"
+    "  unload ID          empty slot ID\n"
+    "  query [ID]         describe slot ID, or every slot, as a table\n"
+    "  status             print voices, slots, DSP load and error counters\n"
+    "  watch              print load and unload results and xruns until\n"
+    "                     interrupted (Ctrl-C)\n"
+    "  quit               shut flitzid down\n"
+    "\n"
+    "Options:\n"
+    "  -H, --host HOST    flitzid's host (default " FL_CTL_DEFAULT_HOST ")\n"
+    "  -p, --port PORT    flitzid's OSC port (default " FL_CTL_DEFAULT_PORT
+    ")\n"
+    "  -t, --timeout MS   how long to wait for a reply (default 1000)\n"
+    "  -j, --json         print each reply as one JSON line\n"
+    "  -h, --help         print this help and exit\n"
+    "  -V, --version      print the version and exit\n"
+    "\n"
+    "Exit status: 0 success, 1 flitzid refused the command (its reason is\n"
+    "printed on stderr), 2 no reply, 64 usage error.\n",
+    stdout);
+}
+
+/* Time and deadlines */
+
+static int64_t now_ms(void)
+{
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static double now_seconds(void)
+{
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+/* Receiving */
+
+static void on_lo_error(int number, const char* message, const char* where)
+{
+  /* Reported where it matters (a send that fails, a reply that never comes);
+     liblo's own lines would only repeat that in other words. */
+  (void)number;
+  (void)message;
+  (void)where;
+}
+
+static int on_message(const char* path,
+                      const char* types,
+                      lo_arg**    argv,
+                      int         argc,
+                      lo_message  message,
+                      void*       data)
+{
+  FlCtl* const ctl = (FlCtl*)data;
+
+  (void)types;
+  (void)argv;
+  (void)argc;
+  if (ctl->inbox_count < FL_CTL_INBOX_SIZE) {
+    FlCtlReply* const reply = &ctl->inbox[ctl->inbox_count++];
+    snprintf(reply->path, sizeof(reply->path), "%s", path);
+    lo_message_incref(message); /* Kept after the handler returns */
+    reply->message = message;
+  }
+  return 0;
+}
+
+static void reply_free(FlCtlReply* reply)
+{
+  if (reply->message) {
+    lo_message_free(reply->message);
+    reply->message = NULL;
+  }
+}
+
+static const char* reply_types(const FlCtlReply* reply)
+{
+  return lo_message_get_types(reply->message);
+}
+
+/*
+  The arguments of a reply. liblo's lo_arg is a union with 64-bit members,
+  but an argument is only 4-byte aligned in the message, so values are
+  copied out rather than read through the union.
+*/
+static const void* reply_arg(const FlCtlReply* reply, int index)
+{
+  return lo_message_get_argv(reply->message)[index];
+}
+
+static int32_t arg_int(const FlCtlReply* reply, int index)
+{
+  int32_t value = 0;
+  memcpy(&value, reply_arg(reply, index), sizeof(value));
+  return value;
+}
+
+static float arg_float(const FlCtlReply* reply, int index)
+{
+  float value = 0.0f;
+  memcpy(&value, reply_arg(reply, index), sizeof(value));
+  return value;
+}
+
+static const char* arg_string(const FlCtlReply* reply, int index)
+{
+  return (const char*)reply_arg(reply, index);
+}
+
+static bool reply_is(const FlCtlReply* reply,
+                     const char*       path,
+                     const char*       types)
+{
+  return !strcmp(reply->path, path) && !strcmp(reply_types(reply), types);
+}
+
+/* Whether the reply's first argument is the string `address`. */
+static bool reply_names(const FlCtlReply* reply, const char* address)
+{
+  return reply_types(reply)[0] == 's' && !strcmp(arg_string(reply, 0), address);
+}
+
+/*
+  Take the next message that arrived, waiting until `deadline_ms` (monotonic)
+  for one. Returns false when the deadline passed first.
+*/
+static bool next_reply(FlCtl* ctl, int64_t deadline_ms, FlCtlReply* reply)
+{
+  while (!ctl->inbox_count) {
+    const int64_t left_ms = deadline_ms - now_ms();
+    if (left_ms <= 0) {
+      return false;
+    }
+    lo_server_recv_noblock(ctl->server,
+                           (int)(left_ms < INT_MAX ? left_ms : INT_MAX));
+  }
+
+  *reply = ctl->inbox[0];
+  --ctl->inbox_count;
+  memmove(
+    &ctl->inbox[0], &ctl->inbox[1], ctl->inbox_count * sizeof(ctl->inbox[0]));
+  return true;
+}
+
+static int no_reply(const FlCtl* ctl)
+{
+  fprintf(stderr,
+          "flitzictl: no reply from flitzid at %s:%s within %d ms"
+          " \xe2\x80\x94 is it running?\n",
+          ctl->host,
+          ctl->port,
+          ctl->timeout_ms);
+  return FL_CTL_NO_REPLY;
+}
+
+/* Sending */
+
+/* Send `message` (consumed) to `address`; prints why on failure. */
+static bool send_request(FlCtl* ctl, const char* address, lo_message message)
+{
+  const int sent =
+    lo_send_message_from(ctl->daemon, ctl->server, address, message);
+  lo_message_free(message);
+  if (sent < 0) {
+    fprintf(stderr,
+            "flitzictl: cannot send %s to %s:%s: %s\n",
+            address,
+            ctl->host,
+            ctl->port,
+            lo_address_errstr(ctl->daemon));
+    return false;
+  }
+  return true;
+}
+
+static lo_message message_of_ints(int count, int32_t first, int32_t second)
+{
+  lo_message message = lo_message_new();
+  if (count > 0) {
+    lo_message_add_int32(message, first);
+  }
+  if (count > 1) {
+    lo_message_add_int32(message, second);
+  }
+  return message;
+}
+
+/*
+  Whether `reply` answers a request to `address` about `id` (negative: any):
+  a `success_path` reply naming it (for /done) or a /fail naming it.
+*/
+static bool answers(const FlCtlReply* reply,
+                    const char*       address,
+                    const char*       success_path,
+                    int32_t           id)
+{
+  const char* const types = reply_types(reply);
+
+  if (!strcmp(reply->path, "/fail")) {
+    return reply_names(reply, address) &&
+           (id < 0 || types[1] != 'i' || arg_int(reply, 1) == id);
+  }
+  if (!success_path || strcmp(reply->path, success_path)) {
+    return false;
+  }
+  if (!strcmp(success_path, "/done")) {
+    return reply_names(reply, address) &&
+           (id < 0 || types[1] != 'i' || arg_int(reply, 1) == id);
+  }
+  return true;
+}
+
+/*
+  Send a request and wait for its answer: a `success_path` reply or a /fail.
+  Returns FL_CTL_OK or FL_CTL_REFUSED with `reply` set, or FL_CTL_NO_REPLY.
+*/
+static int request(FlCtl*      ctl,
+                   const char* address,
+                   lo_message  message,
+                   const char* success_path,
+                   int32_t     id,
+                   FlCtlReply* reply)
+{
+  if (!send_request(ctl, address, message)) {
+    return FL_CTL_NO_REPLY;
+  }
+
+  const int64_t deadline_ms = now_ms() + ctl->timeout_ms;
+  while (next_reply(ctl, deadline_ms, reply)) {
+    if (answers(reply, address, success_path, id)) {
+      return strcmp(reply->path, "/fail") ? FL_CTL_OK : FL_CTL_REFUSED;
+    }
+    reply_free(reply);
+  }
+  return no_reply(ctl);
+}
+
+/*
+  Wait, until `deadline_ms` at most, for the /pong of a /ping sent earlier, so
+  that it is not left behind in the socket for whoever gets the port next.
+*/
+static void drain_pong(FlCtl* ctl, int64_t deadline_ms)
+{
+  FlCtlReply reply = { "", NULL };
+  while (next_reply(ctl, deadline_ms, &reply)) {
+    const bool pong = reply_is(&reply, "/pong", "si");
+    reply_free(&reply);
+    if (pong) {
+      return;
+    }
+  }
+}
+
+/* Printing */
+
+static void print_json_string(FILE* out, const char* text)
+{
+  fputc('"', out);
+  for (const unsigned char* c = (const unsigned char*)text; *c; ++c) {
+    if (*c == '"' || *c == '\\') {
+      fprintf(out, "\\%c", *c);
+    } else if (*c == '\n') {
+      fputs("\\n", out);
+    } else if (*c == '\t') {
+      fputs("\\t", out);
+    } else if (*c < 0x20 || *c == 0x7F) {
+      fprintf(out, "\\u%04x", *c);
+    } else {
+      fputc(*c, out);
+    }
+  }
+  fputc('"', out);
+}
+
+/* Print argument `index` of `reply` as a JSON value. */
+static void print_json_arg(FILE* out, const FlCtlReply* reply, int index)
+{
+  const char  type = reply_types(reply)[index];
+  const void* arg  = reply_arg(reply, index);
+  int64_t     wide = 0;
+  double      real = 0.0;
+
+  switch (type) {
+    case 'i':
+      fprintf(out, "%" PRId32, arg_int(reply, index));
+      break;
+    case 'h':
+      memcpy(&wide, arg, sizeof(wide));
+      fprintf(out, "%" PRId64, wide);
+      break;
+    case 'f':
+    case 'd':
+      if (type == 'f') {
+        real = (double)arg_float(reply, index);
+      } else {
+        memcpy(&real, arg, sizeof(real));
+      }
+      if (isfinite(real)) {
+        fprintf(out, "%.9g", real);
+      } else {
+        fputs("null", out); /* JSON has no NaN or infinity */
+      }
+      break;
+    case 's':
+    case 'S':
+      print_json_string(out, arg_string(reply, index));
+      break;
+    case 'T':
+      fputs("true", out);
+      break;
+    case 'F':
+      fputs("false", out);
+      break;
+    default:
+      fputs("null", out);
+      break;
+  }
+}
+
+static const FlCtlShape* shape_of(const FlCtlReply* reply)
+{
+  for (size_t i = 0; i < sizeof(fl_ctl_shapes) / sizeof(fl_ctl_shapes[0]);
+       ++i) {
+    const FlCtlShape* const shape = &fl_ctl_shapes[i];
+    if (reply_is(reply, shape->path, shape->types) &&
+        (!shape->address || reply_names(reply, shape->address))) {
+      return shape;
+    }
+  }
+  return NULL;
+}
+
+/*
+  Print a reply as one JSON object: {"reply": PATH, FIELD: VALUE...} with
+  the field names of the schema, or {"reply", "types", "args"} for a reply
+  this program does not know.
+*/
+static void print_json_reply(const FlCtlReply* reply)
+{
+  const FlCtlShape* const shape = shape_of(reply);
+  const char* const       types = reply_types(reply);
+  const int               count = lo_message_get_argc(reply->message);
+
+  fputs("{\"reply\": ", stdout);
+  print_json_string(stdout, reply->path);
+  if (shape) {
+    for (int i = 0; i < count; ++i) {
+      fputs(", ", stdout);
+      print_json_string(stdout, shape->names[i]);
+      fputs(": ", stdout);
+      print_json_arg(stdout, reply, i);
+    }
+  } else {
+    fputs(", \"types\": ", stdout);
+    print_json_string(stdout, types);
+    fputs(", \"args\": [", stdout);
+    for (int i = 0; i < count; ++i) {
+      fputs(i ? ", " : "", stdout);
+      print_json_arg(stdout, reply, i);
+    }
+    fputc(']', stdout);
+  }
+  fputs("}\n", stdout);
+  fflush(stdout);
+}
+
+/* Print any message as "PATH ,TYPES ARG...", strings in double quotes. */
+static void print_raw_reply(FILE* out, const FlCtlReply* reply)
+{
+  const int count = lo_message_get_argc(reply->message);
+
+  fprintf(out, "%s ,%s", reply->path, reply_types(reply));
+  for (int i = 0; i < count; ++i) {
+    fputc(' ', out);
+    print_json_arg(out, reply, i);
+  }
+  fputc('\n', out);
+  fflush(out);
+}
+
+/* Report a /fail: JSON on stdout if asked for, the reason on stderr. */
+static int refused(const FlCtl* ctl, const FlCtlReply* reply)
+{
+  const char* const types = reply_types(reply);
+
+  if (ctl->json) {
+    print_json_reply(reply);
+  }
+  if (!strcmp(types, "sis")) {
+    fprintf(stderr,
+            "flitzictl: %s %" PRId32 ": %s\n",
+            arg_string(reply, 0),
+            arg_int(reply, 1),
+            arg_string(reply, 2));
+  } else if (!strcmp(types, "ss")) {
+    fprintf(stderr,
+            "flitzictl: %s: %s\n",
+            arg_string(reply, 0),
+            arg_string(reply, 1));
+  } else {
+    fputs("flitzictl: refused: ", stderr);
+    print_raw_reply(stderr, reply);
+  }
+  return FL_CTL_REFUSED;
+}
+
+/* Argument parsing */
+
+static bool parse_int32(const char* text, int32_t* value)
+{
+  char* end = NULL;
+  errno     = 0;
+
+  const long number = strtol(text, &end, 10);
+  if (end == text || *end || errno || number < INT32_MIN ||
+      number > INT32_MAX) {
+    return false;
+  }
+  *value = (int32_t)number;
+  return true;
+}
+
+static bool parse_slot(const char* text, int32_t* id)
+{
+  return parse_int32(text, id);
+}
+
+/* A velocity with a '.' or an 'e' is a float gain, else an int (MIDI). */
+static bool parse_velocity(const char* text,
+                           bool*       is_gain,
+                           float*      gain,
+                           int32_t*    midi)
+{
+  *is_gain = strpbrk(text, ".eE") != NULL;
+  if (!*is_gain) {
+    return parse_int32(text, midi);
+  }
+
+  char* end = NULL;
+  errno     = 0;
+  *gain     = strtof(text, &end);
+  return end != text && !*end && errno != ERANGE;
+}
+
+/*
+  Make `path` absolute: resolved by realpath() if the file exists, else
+  joined to the working directory so that the daemon reports the error with
+  the path the user meant. Returns a string to free, or NULL.
+*/
+static char* absolute_path(const char* path)
+{
+  if (path[0] == '/') {
+    return strdup(path);
+  }
+
+  char* resolved = realpath(path, NULL);
+  if (resolved) {
+    return resolved;
+  }
+
+  char* const cwd = getcwd(NULL, 0);
+  if (!cwd) {
+    return NULL;
+  }
+  const size_t length = strlen(cwd) + 1 + strlen(path) + 1;
+  char* const  joined = (char*)malloc(length);
+  if (joined) {
+    snprintf(joined, length, "%s/%s", cwd, path);
+  }
+  free(cwd);
+  return joined;
+}
+
+/* Commands */
+
+static int cmd_ping(FlCtl* ctl)
+{
+  FlCtlReply   reply   = { "", NULL };
+  const double start_s = now_seconds();
+  const int    status =
+    request(ctl, "/ping", lo_message_new(), "/pong", -1, &reply);
+  const double round_trip_ms = (now_seconds() - start_s) * 1000.0;
+
+  if (status == FL_CTL_OK && !reply_is(&reply, "/pong", "si")) {
+    fputs("flitzictl: unexpected reply: ", stderr);
+    print_raw_reply(stderr, &reply);
+    reply_free(&reply);
+    return FL_CTL_REFUSED;
+  }
+  if (status == FL_CTL_OK) {
+    if (ctl->json) {
+      print_json_reply(&reply);
+    } else {
+      printf("flitzid %s at %s:%s, OSC API %" PRId32 ", %.2f ms round trip\n",
+             arg_string(&reply, 0),
+             ctl->host,
+             ctl->port,
+             arg_int(&reply, 1),
+             round_trip_ms);
+    }
+  } else if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+  }
+  reply_free(&reply);
+  return status;
+}
+
+/*
+  A load may take long (decoding and resampling a long file), so instead of
+  one timeout this pings the daemon while it waits: it gives up only when a
+  /ping goes unanswered for the timeout.
+*/
+static int cmd_load(FlCtl* ctl, int32_t id, const char* path)
+{
+  char* const absolute = absolute_path(path);
+  if (!absolute) {
+    fprintf(
+      stderr, "flitzictl: cannot resolve '%s': %s\n", path, strerror(errno));
+    return FL_CTL_REFUSED;
+  }
+
+  lo_message load = lo_message_new();
+  lo_message_add_int32(load, id);
+  lo_message_add_string(load, absolute);
+  if (!send_request(ctl, "/load", load) ||
+      !send_request(ctl, "/ping", lo_message_new())) {
+    free(absolute);
+    return FL_CTL_NO_REPLY;
+  }
+
+  bool       ping_pending = true;
+  int64_t    deadline_ms  = now_ms() + ctl->timeout_ms;
+  FlCtlReply reply        = { "", NULL };
+  int        status       = FL_CTL_NO_REPLY;
+  for (;;) {
+    if (!next_reply(ctl, deadline_ms, &reply)) {
+      if (ping_pending) {
+        status = no_reply(ctl);
+        break;
+      }
+      if (!send_request(ctl, "/ping", lo_message_new())) {
+        break;
+      }
+      ping_pending = true;
+      deadline_ms  = now_ms() + ctl->timeout_ms;
+      continue;
+    }
+
+    if (answers(&reply, "/load", "/done", id)) {
+      if (!strcmp(reply.path, "/fail")) {
+        status = refused(ctl, &reply);
+      } else if (ctl->json) {
+        print_json_reply(&reply);
+        status = FL_CTL_OK;
+      } else if (reply_is(&reply, "/done", "siiii")) {
+        printf("slot %" PRId32 ": %s: %" PRId32 " frames, %" PRId32
+               " channel%s, source rate %" PRId32 " Hz\n",
+               arg_int(&reply, 1),
+               absolute,
+               arg_int(&reply, 2),
+               arg_int(&reply, 3),
+               arg_int(&reply, 3) == 1 ? "" : "s",
+               arg_int(&reply, 4));
+        status = FL_CTL_OK;
+      } else {
+        print_raw_reply(stdout, &reply);
+        status = FL_CTL_OK;
+      }
+      reply_free(&reply);
+      if (ping_pending) {
+        drain_pong(ctl, now_ms() + ctl->timeout_ms);
+      }
+      break;
+    }
+    if (reply_is(&reply, "/pong", "si")) {
+      ping_pending = false;
+      deadline_ms  = now_ms() + ctl->timeout_ms;
+    }
+    reply_free(&reply);
+  }
+
+  free(absolute);
+  return status;
+}
+
+/*
+  Send a request that has no success reply (/play, /stop), then a /ping. The
+  daemon checks these requests as it receives them and answers in order, so
+  a /fail for the request arrives before the /pong or not at all.
+*/
+static int send_unanswered(FlCtl*      ctl,
+                           const char* address,
+                           lo_message  message,
+                           int32_t     id)
+{
+  if (!send_request(ctl, address, message) ||
+      !send_request(ctl, "/ping", lo_message_new())) {
+    return FL_CTL_NO_REPLY;
+  }
+
+  const int64_t deadline_ms = now_ms() + ctl->timeout_ms;
+  FlCtlReply    reply       = { "", NULL };
+  while (next_reply(ctl, deadline_ms, &reply)) {
+    if (answers(&reply, address, NULL, id)) {
+      const int status = refused(ctl, &reply);
+      reply_free(&reply);
+      drain_pong(ctl, deadline_ms);
+      return status;
+    }
+    const bool pong = reply_is(&reply, "/pong", "si");
+    reply_free(&reply);
+    if (pong) {
+      return FL_CTL_OK;
+    }
+  }
+  return no_reply(ctl);
+}
+
+static int cmd_play(FlCtl*  ctl,
+                    int32_t id,
+                    bool    is_gain,
+                    float   gain,
+                    int32_t midi)
+{
+  lo_message play = lo_message_new();
+  lo_message_add_int32(play, id);
+  if (is_gain) {
+    lo_message_add_float(play, gain);
+  } else {
+    lo_message_add_int32(play, midi);
+  }
+  return send_unanswered(ctl, "/play", play, id);
+}
+
+static int cmd_stop(FlCtl* ctl, bool all, int32_t id)
+{
+  return send_unanswered(
+    ctl, "/stop", message_of_ints(all ? 0 : 1, id, 0), all ? -1 : id);
+}
+
+/* A request whose success reply is `/done ,s... ADDRESS`. */
+static int cmd_done(FlCtl*      ctl,
+                    const char* address,
+                    lo_message  message,
+                    int32_t     id,
+                    const char* done_text)
+{
+  FlCtlReply reply  = { "", NULL };
+  const int  status = request(ctl, address, message, "/done", id, &reply);
+
+  if (status == FL_CTL_OK) {
+    if (ctl->json) {
+      print_json_reply(&reply);
+    } else {
+      puts(done_text);
+    }
+  } else if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+  }
+  reply_free(&reply);
+  return status;
+}
+
+typedef struct {
+  int32_t voices_active;
+  int32_t voices_max;
+  int32_t slots_loaded;
+  int32_t slots_max;
+  int32_t sample_rate;
+  float   dsp_load_avg_pct;
+  float   dsp_load_peak_pct;
+  int32_t xruns;
+  int32_t dropped_messages;
+  int32_t late_bundles;
+} FlCtlStatus;
+
+static int get_status(FlCtl* ctl, FlCtlStatus* out, bool print_json)
+{
+  FlCtlReply reply = { "", NULL };
+  const int  status =
+    request(ctl, "/status", lo_message_new(), "/status.reply", -1, &reply);
+
+  if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+  } else if (status == FL_CTL_OK) {
+    if (!reply_is(&reply, "/status.reply", "iiiiiffiii")) {
+      fputs("flitzictl: unexpected reply: ", stderr);
+      print_raw_reply(stderr, &reply);
+      reply_free(&reply);
+      return FL_CTL_REFUSED;
+    }
+    out->voices_active     = arg_int(&reply, 0);
+    out->voices_max        = arg_int(&reply, 1);
+    out->slots_loaded      = arg_int(&reply, 2);
+    out->slots_max         = arg_int(&reply, 3);
+    out->sample_rate       = arg_int(&reply, 4);
+    out->dsp_load_avg_pct  = arg_float(&reply, 5);
+    out->dsp_load_peak_pct = arg_float(&reply, 6);
+    out->xruns             = arg_int(&reply, 7);
+    out->dropped_messages  = arg_int(&reply, 8);
+    out->late_bundles      = arg_int(&reply, 9);
+    if (print_json) {
+      print_json_reply(&reply);
+    }
+  }
+  reply_free(&reply);
+  return status;
+}
+
+static int cmd_status(FlCtl* ctl)
+{
+  FlCtlStatus s      = { 0, 0, 0, 0, 0, 0.0f, 0.0f, 0, 0, 0 };
+  const int   status = get_status(ctl, &s, ctl->json);
+  if (status != FL_CTL_OK || ctl->json) {
+    return status;
+  }
+
+  printf("flitzid at %s:%s\n", ctl->host, ctl->port);
+  printf("  voices        %" PRId32 " of %" PRId32 " active\n",
+         s.voices_active,
+         s.voices_max);
+  printf("  slots         %" PRId32 " of %" PRId32 " loaded\n",
+         s.slots_loaded,
+         s.slots_max);
+  if (s.sample_rate > 0) {
+    printf("  sample rate   %" PRId32 " Hz\n", s.sample_rate);
+  } else {
+    printf("  sample rate   - (no JACK server)\n");
+  }
+  printf("  DSP load      %.1f %% average, %.1f %% peak\n",
+         (double)s.dsp_load_avg_pct,
+         (double)s.dsp_load_peak_pct);
+  printf("  xruns         %" PRId32 "\n", s.xruns);
+  printf("  dropped       %" PRId32 " messages (queue full)\n",
+         s.dropped_messages);
+  printf("  late bundles  %" PRId32 "\n", s.late_bundles);
+  return FL_CTL_OK;
+}
+
+/* One row of the `query` table. */
+typedef struct {
+  int32_t id;
+  int32_t loaded;
+  int32_t frames;
+  int32_t channels;
+  int32_t source_rate;
+  char*   path;
+} FlCtlSlot;
+
+static int query_slot(FlCtl* ctl, int32_t id, FlCtlSlot* slot)
+{
+  FlCtlReply reply = { "", NULL };
+  const int  status =
+    request(ctl, "/query", message_of_ints(1, id, 0), "/slot", -1, &reply);
+
+  if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+  } else if (status == FL_CTL_OK) {
+    if (!reply_is(&reply, "/slot", "isiiii")) {
+      fputs("flitzictl: unexpected reply: ", stderr);
+      print_raw_reply(stderr, &reply);
+      reply_free(&reply);
+      return FL_CTL_REFUSED;
+    }
+    if (ctl->json) {
+      print_json_reply(&reply);
+    }
+    slot->id          = arg_int(&reply, 0);
+    slot->path        = strdup(arg_string(&reply, 1));
+    slot->frames      = arg_int(&reply, 2);
+    slot->channels    = arg_int(&reply, 3);
+    slot->source_rate = arg_int(&reply, 4);
+    slot->loaded      = arg_int(&reply, 5);
+  }
+  reply_free(&reply);
+  return status;
+}
+
+/* Table cells: text of each column, right-aligned except the path. */
+#define FL_CTL_COLUMNS 7
+
+static void slot_cells(const FlCtlSlot* slot,
+                       int32_t          sample_rate,
+                       char             cells[FL_CTL_COLUMNS][32])
+{
+  snprintf(cells[0], 32, "%" PRId32, slot->id);
+  snprintf(cells[1], 32, "%s", slot->loaded ? "yes" : "no");
+  if (!slot->loaded) {
+    for (int c = 2; c < FL_CTL_COLUMNS - 1; ++c) {
+      snprintf(cells[c], 32, "-");
+    }
+    return;
+  }
+  snprintf(cells[2], 32, "%" PRId32, slot->frames);
+  snprintf(cells[3], 32, "%" PRId32, slot->channels);
+  snprintf(cells[4], 32, "%" PRId32, slot->source_rate);
+  if (sample_rate > 0) {
+    snprintf(cells[5], 32, "%.3f", (double)slot->frames / sample_rate);
+  } else {
+    snprintf(cells[5], 32, "-");
+  }
+}
+
+static void print_slot_table(const FlCtlSlot* slots,
+                             int32_t          count,
+                             int32_t          sample_rate)
+{
+  static const char* const headers[FL_CTL_COLUMNS] = {
+    "id", "loaded", "frames", "channels", "rate", "seconds", "path"
+  };
+
+  char cells[FL_CTL_COLUMNS][32];
+  int  widths[FL_CTL_COLUMNS];
+  for (int c = 0; c < FL_CTL_COLUMNS; ++c) {
+    widths[c] = (int)strlen(headers[c]);
+  }
+  for (int32_t i = 0; i < count; ++i) {
+    slot_cells(&slots[i], sample_rate, cells);
+    for (int c = 0; c < FL_CTL_COLUMNS - 1; ++c) {
+      const int width = (int)strlen(cells[c]);
+      widths[c]       = width > widths[c] ? width : widths[c];
+    }
+  }
+
+  /* "loaded" is text and left-aligned; the numbers are right-aligned. */
+  printf("%*s  %-*s  %*s  %*s  %*s  %*s  %s\n",
+         widths[0],
+         headers[0],
+         widths[1],
+         headers[1],
+         widths[2],
+         headers[2],
+         widths[3],
+         headers[3],
+         widths[4],
+         headers[4],
+         widths[5],
+         headers[5],
+         headers[6]);
+  for (int32_t i = 0; i < count; ++i) {
+    slot_cells(&slots[i], sample_rate, cells);
+    printf("%*s  %-*s  %*s  %*s  %*s  %*s  %s\n",
+           widths[0],
+           cells[0],
+           widths[1],
+           cells[1],
+           widths[2],
+           cells[2],
+           widths[3],
+           cells[3],
+           widths[4],
+           cells[4],
+           widths[5],
+           cells[5],
+           slots[i].loaded ? slots[i].path : "-");
+  }
+}
+
+static int cmd_query(FlCtl* ctl, bool all, int32_t id)
+{
+  /* The sample rate gives the length in seconds; the slot count, the ids. */
+  FlCtlStatus s      = { 0, 0, 0, 0, 0, 0.0f, 0.0f, 0, 0, 0 };
+  int         status = get_status(ctl, &s, false);
+  if (status != FL_CTL_OK) {
+    return status;
+  }
+
+  const int32_t    count = all ? (s.slots_max > 0 ? s.slots_max : 0) : 1;
+  FlCtlSlot* const slots =
+    (FlCtlSlot*)calloc(count ? (size_t)count : 1U, sizeof(FlCtlSlot));
+  if (!slots) {
+    fputs("flitzictl: out of memory\n", stderr);
+    return FL_CTL_REFUSED;
+  }
+
+  int32_t queried = 0;
+  for (; queried < count && status == FL_CTL_OK; ++queried) {
+    status = query_slot(ctl, all ? queried : id, &slots[queried]);
+  }
+  if (status == FL_CTL_OK && !ctl->json) {
+    print_slot_table(slots, count, s.sample_rate);
+  }
+
+  for (int32_t i = 0; i < queried; ++i) {
+    free(slots[i].path);
+  }
+  free(slots);
+  return status;
+}
+
+static void on_signal(int number)
+{
+  (void)number;
+  atomic_store_explicit(&fl_ctl_interrupted, true, memory_order_relaxed);
+}
+
+static void print_event(const FlCtl* ctl, const FlCtlReply* event)
+{
+  if (ctl->json) {
+    print_json_reply(event);
+    return;
+  }
+
+  char            stamp[32] = "";
+  struct timespec now;
+  struct tm       local;
+  clock_gettime(CLOCK_REALTIME, &now);
+  if (localtime_r(&now.tv_sec, &local)) {
+    const size_t length = strftime(stamp, sizeof(stamp), "%H:%M:%S", &local);
+    snprintf(
+      stamp + length, sizeof(stamp) - length, ".%03ld", now.tv_nsec / 1000000L);
+  }
+
+  printf("%s  ", stamp);
+  if (reply_is(event, "/event/xrun", "i")) {
+    printf("xrun (%" PRId32 " in total)\n", arg_int(event, 0));
+  } else if (reply_is(event, "/done", "siiii")) {
+    printf("%s %" PRId32 ": %" PRId32 " frames, %" PRId32
+           " channel%s, source rate %" PRId32 " Hz\n",
+           arg_string(event, 0),
+           arg_int(event, 1),
+           arg_int(event, 2),
+           arg_int(event, 3),
+           arg_int(event, 3) == 1 ? "" : "s",
+           arg_int(event, 4));
+  } else if (reply_is(event, "/done", "si")) {
+    printf("%s %" PRId32 ": done\n", arg_string(event, 0), arg_int(event, 1));
+  } else if (reply_is(event, "/fail", "sis")) {
+    printf("%s %" PRId32 " failed: %s\n",
+           arg_string(event, 0),
+           arg_int(event, 1),
+           arg_string(event, 2));
+  } else {
+    print_raw_reply(stdout, event);
+  }
+  fflush(stdout);
+}
+
+/*
+  Subscribe, print events until SIGINT or SIGTERM, unsubscribe. The signals
+  are blocked except inside ppoll(), so one that arrives between two waits is
+  not lost: ppoll() returns EINTR at once and the flag is then set.
+*/
+static int cmd_watch(FlCtl* ctl)
+{
+  sigset_t blocked;
+  sigset_t waiting;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGINT);
+  sigaddset(&blocked, SIGTERM);
+  sigprocmask(SIG_BLOCK, &blocked, &waiting);
+  sigdelset(&waiting, SIGINT);
+  sigdelset(&waiting, SIGTERM);
+
+  struct sigaction action;
+  memset(&action, 0, sizeof(action));
+  action.sa_handler = on_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, NULL);
+  sigaction(SIGTERM, &action, NULL);
+
+  FlCtlReply reply = { "", NULL };
+  int        status =
+    request(ctl, "/notify", message_of_ints(1, 1, 0), "/done", -1, &reply);
+  if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+  } else if (status == FL_CTL_OK && ctl->json) {
+    print_json_reply(&reply); /* Tells a reader that events will follow */
+  }
+  reply_free(&reply);
+  if (status != FL_CTL_OK) {
+    return status;
+  }
+  if (!ctl->json) {
+    fprintf(stderr,
+            "flitzictl: watching flitzid at %s:%s; interrupt to stop\n",
+            ctl->host,
+            ctl->port);
+  }
+
+  struct pollfd socket_poll = { lo_server_get_socket_fd(ctl->server),
+                                POLLIN,
+                                0 };
+  while (!atomic_load_explicit(&fl_ctl_interrupted, memory_order_relaxed)) {
+    while (ctl->inbox_count) {
+      next_reply(ctl, 0, &reply);
+      print_event(ctl, &reply);
+      reply_free(&reply);
+    }
+    const int ready = ppoll(&socket_poll, 1, NULL, &waiting);
+    if (ready > 0) {
+      lo_server_recv_noblock(ctl->server, 0);
+    } else if (ready < 0 && errno != EINTR) {
+      fprintf(stderr, "flitzictl: poll: %s\n", strerror(errno));
+      break;
+    }
+  }
+
+  /* Unsubscribe; events that still arrive in between are dropped. */
+  if (!send_request(ctl, "/notify", message_of_ints(1, 0, 0))) {
+    return FL_CTL_NO_REPLY;
+  }
+  const int64_t deadline_ms = now_ms() + ctl->timeout_ms;
+  while (next_reply(ctl, deadline_ms, &reply)) {
+    const bool done = answers(&reply, "/notify", "/done", -1);
+    if (done && ctl->json) {
+      print_json_reply(&reply);
+    }
+    reply_free(&reply);
+    if (done) {
+      return FL_CTL_OK;
+    }
+  }
+  return no_reply(ctl);
+}
+
+/* Command-line dispatch */
+
+typedef struct {
+  const char* name;
+  int         min_args;
+  int         max_args;
+  const char* args;
+} FlCtlCommand;
+
+static const FlCtlCommand fl_ctl_commands[] = {
+  { "ping", 0, 0, "" },        { "load", 2, 2, " ID PATH" },
+  { "play", 2, 2, " ID VEL" }, { "stop", 0, 1, " [ID]" },
+  { "unload", 1, 1, " ID" },   { "query", 0, 1, " [ID]" },
+  { "status", 0, 0, "" },      { "watch", 0, 0, "" },
+  { "quit", 0, 0, "" },
+};
+
+static int run(FlCtl* ctl, const FlCtlCommand* command, char** args, int count)
+{
+  const char* const name = command->name;
+  int32_t           id   = 0;
+
+  /* Every command that takes arguments takes a slot ID first. */
+  if (count > 0 && !parse_slot(args[0], &id)) {
+    return usage_error("ID must be an integer: '%s'", args[0]);
+  }
+
+  if (!strcmp(name, "ping")) {
+    return cmd_ping(ctl);
+  }
+  if (!strcmp(name, "load")) {
+    return cmd_load(ctl, id, args[1]);
+  }
+  if (!strcmp(name, "play")) {
+    bool    is_gain = false;
+    float   gain    = 0.0f;
+    int32_t midi    = 0;
+    if (!parse_velocity(args[1], &is_gain, &gain, &midi)) {
+      return usage_error("VEL must be a number (0..1 or 0..127): '%s'",
+                         args[1]);
+    }
+    return cmd_play(ctl, id, is_gain, gain, midi);
+  }
+  if (!strcmp(name, "stop")) {
+    return cmd_stop(ctl, count == 0, id);
+  }
+  if (!strcmp(name, "unload")) {
+    return cmd_done(ctl, "/unload", message_of_ints(1, id, 0), id, "unloaded");
+  }
+  if (!strcmp(name, "query")) {
+    return cmd_query(ctl, count == 0, id);
+  }
+  if (!strcmp(name, "status")) {
+    return cmd_status(ctl);
+  }
+  if (!strcmp(name, "watch")) {
+    return cmd_watch(ctl);
+  }
+  return cmd_done(
+    ctl, "/quit", lo_message_new(), -1, "flitzid is shutting down");
+}
+
+/* A negative number ("-1", "-0.5") is an operand, never an option. */
+static bool is_negative_number(const char* arg)
+{
+  return arg[0] == '-' && (isdigit((unsigned char)arg[1]) || arg[1] == '.');
+}
+
+int main(int argc, char** argv)
+{
+  static const struct option long_options[] = {
+    { "host", required_argument, NULL, 'H' },
+    { "port", required_argument, NULL, 'p' },
+    { "timeout", required_argument, NULL, 't' },
+    { "json", no_argument, NULL, 'j' },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL, 0, NULL, 0 },
+  };
+
+  FlCtl ctl;
+  memset(&ctl, 0, sizeof(ctl));
+  ctl.host       = FL_CTL_DEFAULT_HOST;
+  ctl.port       = FL_CTL_DEFAULT_PORT;
+  ctl.timeout_ms = FL_CTL_DEFAULT_TIMEOUT_MS;
+
+  /* Options may come before, between and after the operands. "+" makes
+     getopt stop at each operand, which is collected here, so that negative
+     numbers can be told from options. */
+  char** const operands      = (char**)calloc((size_t)argc, sizeof(char*));
+  int          operand_count = 0;
+  bool         only_operands = false;
+  if (!operands) {
+    fputs("flitzictl: out of memory\n", stderr);
+    return FL_CTL_NO_REPLY;
+  }
+  opterr = 0;
+  while (optind < argc) {
+    if (only_operands || is_negative_number(argv[optind])) {
+      operands[operand_count++] = argv[optind++];
+      continue;
+    }
+
+    const int option =
+      getopt_long(argc, argv, "+H:p:t:jhV", long_options, NULL);
+    if (option == -1) {
+      if (optind < argc) {
+        only_operands = !strcmp(argv[optind - 1], "--");
+        if (!only_operands) {
+          operands[operand_count++] = argv[optind++];
+        }
+      }
+      continue;
+    }
+
+    int32_t number = 0;
+    switch (option) {
+      case 'H':
+        ctl.host = optarg;
+        break;
+      case 'p':
+        if (!parse_int32(optarg, &number) || number < 1 || number > 65535) {
+          free(operands);
+          return usage_error("PORT must be 1..65535: '%s'", optarg);
+        }
+        ctl.port = optarg;
+        break;
+      case 't':
+        if (!parse_int32(optarg, &number) || number < 1 ||
+            number > FL_CTL_MAX_TIMEOUT_MS) {
+          free(operands);
+          return usage_error("MS must be 1..3600000: '%s'", optarg);
+        }
+        ctl.timeout_ms = number;
+        break;
+      case 'j':
+        ctl.json = true;
+        break;
+      case 'h':
+        print_help();
+        free(operands);
+        return FL_CTL_OK;
+      case 'V':
+        puts("flitzictl " FL_CTL_VERSION);
+        free(operands);
+        return FL_CTL_OK;
+      default: {
+        /* A long option is named by its word, a short one by its letter. */
+        const char* const word = argv[optind - 1];
+        char              text[64];
+        if (!strncmp(word, "--", 2)) {
+          snprintf(text, sizeof(text), "%.*s", (int)strcspn(word, "="), word);
+        } else {
+          snprintf(text, sizeof(text), "-%c", optopt);
+        }
+        free(operands);
+        return usage_error(optopt && strchr("Hpt", optopt)
+                             ? "option '%s' needs an argument"
+                             : "unknown option '%s'",
+                           text);
+      }
+    }
+  }
+
+  if (operand_count == 0) {
+    free(operands);
+    return usage_error("%s", "no command given");
+  }
+
+  const FlCtlCommand* command = NULL;
+  for (size_t i = 0; i < sizeof(fl_ctl_commands) / sizeof(fl_ctl_commands[0]);
+       ++i) {
+    if (!strcmp(operands[0], fl_ctl_commands[i].name)) {
+      command = &fl_ctl_commands[i];
+    }
+  }
+  if (!command) {
+    const int status = usage_error("unknown command '%s'", operands[0]);
+    free(operands);
+    return status;
+  }
+  const int arg_count = operand_count - 1;
+  if (arg_count < command->min_args || arg_count > command->max_args) {
+    fprintf(stderr,
+            "flitzictl: wrong number of arguments for '%s'\n"
+            "Usage: flitzictl [OPTION]... %s%s\n",
+            command->name,
+            command->name,
+            command->args);
+    free(operands);
+    return FL_CTL_USAGE;
+  }
+
+  ctl.daemon = lo_address_new(ctl.host, ctl.port);
+  /* Port "0": the kernel picks a free ephemeral port. liblo's own choice for
+     NULL repeats across processes started close together (seen with liblo
+     0.31), so one flitzictl could receive the late replies meant for the
+     one before it. */
+  ctl.server = lo_server_new_with_proto("0", LO_UDP, on_lo_error);
+  if (!ctl.daemon || !ctl.server) {
+    fputs("flitzictl: cannot open a UDP socket\n", stderr);
+    lo_address_free(ctl.daemon);
+    free(operands);
+    return FL_CTL_NO_REPLY;
+  }
+  lo_server_add_method(ctl.server, NULL, NULL, on_message, &ctl);
+
+  const int status = run(&ctl, command, operands + 1, arg_count);
+
+  while (ctl.inbox_count) {
+    reply_free(&ctl.inbox[--ctl.inbox_count]);
+  }
+  lo_server_free(ctl.server);
+  lo_address_free(ctl.daemon);
+  free(operands);
+  return status;
+}

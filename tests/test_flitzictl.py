@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""flitzictl against a flitzid of this test's own (on its own dummy jackd):
+exit status, output and messages of each command.
+
+Environment: FLITZID, FLITZICTL (paths of the programs). Output: TAP.
+"""
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flitzid_fixture import (Daemon, Tap, free_udp_port,  # noqa: E402
+                             raise_on_sigterm, write_wav)
+
+SLOTS = 6
+NO_REPLY = "flitzictl: no reply from flitzid at 127.0.0.1:{port} within " \
+           "{ms} ms \u2014 is it running?"
+
+
+class Ctl:
+    def __init__(self, program, port):
+        self.program = program
+        self.port = port
+
+    def run(self, *args, cwd=None, port=None, timeout_s=20):
+        command = [self.program, "--port", str(port or self.port)]
+        command += [str(a) for a in args]
+        start = time.monotonic()
+        result = subprocess.run(command, capture_output=True, text=True,
+                                cwd=cwd, timeout=timeout_s)
+        result.elapsed_s = time.monotonic() - start
+        result.command = " ".join(command[1:])
+        return result
+
+
+def shows(result):
+    return (f"$ flitzictl {result.command}\nexit {result.returncode}\n"
+            f"stdout: {result.stdout}\nstderr: {result.stderr}")
+
+
+def check_exit(tap, result, status, description):
+    return tap.ok(result.returncode == status,
+                  f"{description}: exit {status}", shows(result))
+
+
+def columns(line):
+    """Where each cell of a table row sits: the right edge of the numeric
+    cells, the left edge of "loaded" and of the path."""
+    cells = list(re.finditer(r"\S+", line))[:7]
+    return [c.start() if i in (1, 6) else c.end()
+            for i, c in enumerate(cells)]
+
+
+def check_usage(tap, ctl):
+    for args, what in ((["play", 0], "a missing argument"),
+                       (["frobnicate"], "an unknown command"),
+                       ([], "no command"),
+                       (["load", "x", "/tmp/a.wav"], "a slot that is no number"),
+                       (["play", 0, "loud"], "a velocity that is no number"),
+                       (["--timeout", "soon", "ping"], "a bad --timeout"),
+                       (["--bogus", "ping"], "an unknown option"),
+                       (["status", "extra"], "an extra argument")):
+        result = ctl.run(*args)
+        if check_exit(tap, result, 64, f"usage error for {what}"):
+            tap.ok("Usage: flitzictl" in result.stderr and not result.stdout,
+                   f"usage error for {what}: usage line on stderr",
+                   shows(result))
+
+    result = ctl.run("--help")
+    tap.ok(result.returncode == 0 and "Usage: flitzictl" in result.stdout,
+           "--help prints the usage and exits 0", shows(result))
+    result = ctl.run("--version")
+    tap.ok(result.returncode == 0 and result.stdout == "flitzictl 0.1.0\n",
+           "--version prints 'flitzictl 0.1.0'", shows(result))
+
+
+def check_no_daemon(tap, ctl):
+    port = free_udp_port()
+    for args, ms in (([], 1000), (["--timeout", "300"], 300)):
+        result = ctl.run(*args, "ping", port=port)
+        check_exit(tap, result, 2, f"ping with no daemon, {ms} ms")
+        tap.equal(result.stderr.strip(), NO_REPLY.format(port=port, ms=ms),
+                  f"ping with no daemon, {ms} ms: message")
+        tap.ok(ms / 1000 - 0.05 <= result.elapsed_s <= ms / 1000 + 1.0,
+               f"ping with no daemon gives up after about {ms} ms",
+               f"took {result.elapsed_s:.2f} s")
+    result = ctl.run("--timeout", "300", "load", 0, "/tmp/x.wav", port=port)
+    check_exit(tap, result, 2, "load with no daemon")
+    result = ctl.run("--timeout", "300", "play", 0, "0.5", port=port)
+    check_exit(tap, result, 2, "play with no daemon")
+
+
+def check_daemon(tap, ctl, daemon, samples):
+    mono = os.path.join(samples, "mono.wav")
+    stereo = os.path.join(samples, "stereo.wav")
+    write_wav(mono, seconds=0.25, rate=44100, channels=1)
+    write_wav(stereo, seconds=0.5, rate=48000, channels=2)
+
+    result = ctl.run("ping")
+    if check_exit(tap, result, 0, "ping"):
+        tap.ok(result.stdout.startswith("flitzid 0.1.0 at 127.0.0.1:"),
+               "ping prints the daemon's version", shows(result))
+
+    # load
+    result = ctl.run("load", 0, mono)
+    if check_exit(tap, result, 0, "load of a mono file"):
+        tap.ok("12000 frames" in result.stdout and "44100 Hz" in result.stdout,
+               "load prints frames (resampled to 48 kHz) and source rate",
+               shows(result))
+    missing = os.path.join(samples, "missing.wav")
+    result = ctl.run("load", 1, missing)
+    if check_exit(tap, result, 1, "load of a missing file"):
+        tap.equal(result.stderr.strip(), f"flitzictl: /load 1: cannot open "
+                  f"'{missing}': No such file or directory",
+                  "load of a missing file: the reason on stderr")
+
+    # Relative paths are resolved against flitzictl's working directory.
+    elsewhere = tempfile.mkdtemp(prefix="flitzictl-cwd-")
+    try:
+        os.mkdir(os.path.join(elsewhere, "kit"))
+        shutil.copy(stereo, os.path.join(elsewhere, "kit", "snare.wav"))
+        result = ctl.run("load", 2, "kit/snare.wav", cwd=elsewhere)
+        check_exit(tap, result, 0, "load of a relative path")
+        result = ctl.run("--json", "query", 2)
+        line = json.loads(result.stdout.strip().splitlines()[-1]) \
+            if result.returncode == 0 and result.stdout.strip() else {}
+        tap.equal(line.get("path"),
+                  os.path.realpath(os.path.join(elsewhere, "kit/snare.wav")),
+                  "the relative path arrives made absolute")
+        result = ctl.run("load", 3, "kit/missing.wav", cwd=elsewhere)
+        check_exit(tap, result, 1, "load of a missing relative path")
+        tap.ok(os.path.join(elsewhere, "kit/missing.wav") in result.stderr,
+               "the error names the absolute path", shows(result))
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
+
+    # play
+    for velocity in ("0.8", "1e-1", "100", "0"):
+        result = ctl.run("play", 0, velocity)
+        check_exit(tap, result, 0, f"play 0 {velocity}")
+    for args, reason in (((0, "1.5"), "velocity 1.5 is not in [0, 1]"),
+                         ((0, "200"), "velocity 200 is not in 0..127"),
+                         ((0, "-0.5"), "velocity -0.5 is not in [0, 1]"),
+                         ((4, "0.5"), "slot 4 is empty"),
+                         ((SLOTS, "0.5"),
+                          f"slot {SLOTS} is out of range (0..{SLOTS - 1})")):
+        result = ctl.run("play", *args)
+        if check_exit(tap, result, 1, f"play {args[0]} {args[1]}"):
+            tap.equal(result.stderr.strip(),
+                      f"flitzictl: /play {args[0]}: {reason}",
+                      f"play {args[0]} {args[1]}: the reason on stderr")
+
+    # Many short runs in a row: none may take a reply meant for the run
+    # before it (which could end with its port and a /pong still on the way).
+    runs = 150
+    wrong = [ctl.run("play", 4, "0.5").returncode for _ in range(runs)]
+    tap.equal([s for s in wrong if s != 1], [],
+              f"{runs} runs of 'play 4 0.5' in a row all exit 1")
+
+    # stop
+    check_exit(tap, ctl.run("stop", 0), 0, "stop 0")
+    check_exit(tap, ctl.run("stop"), 0, "stop")
+    check_exit(tap, ctl.run("stop", SLOTS), 1, f"stop {SLOTS}")
+
+    # query: a table of every slot, aligned
+    result = ctl.run("query")
+    if check_exit(tap, result, 0, "query"):
+        lines = result.stdout.splitlines()
+        tap.equal(lines[0].split(), ["id", "loaded", "frames", "channels",
+                                     "rate", "seconds", "path"],
+                  "query: the header")
+        tap.equal(len(lines), SLOTS + 1, "query: one row per slot")
+        tap.equal(lines[1].split(), ["0", "yes", "12000", "1", "44100",
+                                     "0.250", mono], "query: slot 0")
+        tap.equal(lines[4].split(), ["3", "no", "-", "-", "-", "-", "-"],
+                  "query: an empty slot")
+        tap.ok(all(columns(line) == columns(lines[0]) for line in lines[1:]),
+               "query: the columns are aligned", result.stdout)
+    result = ctl.run("query", 0)
+    if check_exit(tap, result, 0, "query 0"):
+        tap.equal(len(result.stdout.splitlines()), 2, "query 0: one row")
+    check_exit(tap, ctl.run("query", -1), 1, "query -1")
+
+    # status
+    result = ctl.run("status")
+    if check_exit(tap, result, 0, "status"):
+        tap.ok(f"2 of {SLOTS} loaded" in result.stdout
+               and "48000 Hz" in result.stdout,
+               "status: slots and sample rate", shows(result))
+
+    # --json: every line is one JSON object
+    for args, reply, count in ((["ping"], "/pong", 1),
+                               (["status"], "/status.reply", 1),
+                               (["query"], "/slot", SLOTS),
+                               (["query", 0], "/slot", 1),
+                               (["load", 5, mono], "/done", 1),
+                               (["load", 5, missing], "/fail", 1),
+                               (["unload", 5], "/done", 1)):
+        result = ctl.run("--json", *args)
+        what = "--json " + " ".join(map(str, args))
+        try:
+            objects = [json.loads(line) for line in result.stdout.splitlines()]
+        except ValueError as error:
+            tap.ok(False, f"{what}: JSON lines", f"{error}\n{shows(result)}")
+            continue
+        tap.ok(len(objects) == count
+               and all(o.get("reply") == reply for o in objects),
+               f"{what}: {count} {reply} object(s)", shows(result))
+    result = ctl.run("--json", "status")
+    if result.returncode == 0:
+        status = json.loads(result.stdout)
+        tap.equal((status["slots_max"], status["sample_rate"]),
+                  (SLOTS, 48000), "--json status: named fields")
+
+    # watch: events of other clients' loads until SIGTERM
+    watch = subprocess.Popen([ctl.program, "--port", str(ctl.port), "--json",
+                              "watch"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        # Its first line, the /done of /notify 1, says it has subscribed.
+        ready, _, _ = select.select([watch.stdout], [], [], 10.0)
+        first = watch.stdout.readline() if ready else ""
+        tap.ok(first.startswith('{"reply": "/done", "address": "/notify"'),
+               "watch --json starts with the /notify reply", repr(first))
+        ctl.run("load", 4, mono)
+        ctl.run("unload", 4)
+        time.sleep(0.3)  # The copies travel on their own
+        watch.send_signal(signal.SIGTERM)
+        out, err = watch.communicate(timeout=5)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    tap.equal(watch.returncode, 0, "watch exits 0 on SIGTERM")
+    events = [json.loads(line) for line in out.splitlines()]
+    seen = [(e.get("reply"), e.get("address"), e.get("id", e.get("flag")))
+            for e in events if e.get("reply") != "/event/xrun"]
+    tap.equal(seen, [("/done", "/load", 4), ("/done", "/unload", 4),
+                     ("/done", "/notify", 0)],
+              "watch prints the /done of another client's load and unload, "
+              "then of /notify 0")
+
+    # unload
+    check_exit(tap, ctl.run("unload", 0), 0, "unload 0")
+    result = ctl.run("unload", 0)
+    if check_exit(tap, result, 1, "unload of an empty slot"):
+        tap.equal(result.stderr.strip(), "flitzictl: /unload 0: slot 0 is empty",
+                  "unload of an empty slot: the reason on stderr")
+
+    # quit
+    result = ctl.run("quit")
+    check_exit(tap, result, 0, "quit")
+    tap.equal(daemon.wait_exit(10.0), 0, "flitzid exits 0 after quit")
+
+
+def main():
+    raise_on_sigterm()
+    flitzid = os.environ.get("FLITZID")
+    flitzictl = os.environ.get("FLITZICTL")
+    if not flitzid or not flitzictl:
+        print("test_flitzictl.py: set FLITZID and FLITZICTL", file=sys.stderr)
+        return 2
+
+    tap = Tap()
+    check_usage(tap, Ctl(flitzictl, 9950))
+    check_no_daemon(tap, Ctl(flitzictl, 9950))
+    if not shutil.which("jackd"):
+        tap.note("no jackd: skipping the checks against a running flitzid")
+        return tap.finish()
+
+    with Daemon(flitzid, "ctl", slots=SLOTS) as daemon:
+        samples = tempfile.mkdtemp(prefix="flitzictl-samples-")
+        try:
+            check_daemon(tap, Ctl(flitzictl, daemon.port), daemon, samples)
+        finally:
+            shutil.rmtree(samples, ignore_errors=True)
+            if tap.failures:
+                tap.note(daemon.logs())
+    return tap.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
