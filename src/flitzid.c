@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #define EXIT_USAGE 64
@@ -260,6 +261,32 @@ parse_options(int argc, char** argv, Options* options)
   return -1;
 }
 
+/* Lock what the process has mapped now (the engine's rings and voices, the
+   stack of JACK's process thread, which exists once the client is active,
+   the code) as it is touched: MCL_ONFAULT locks the pages the RT thread has
+   used without faulting in every thread stack and all of JACK's shared
+   memory, so resident memory stays what is used. Samples are locked one by
+   one by the loader. Called after every (re)connection, as each makes a new
+   process thread. */
+static void
+lock_memory(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  /* Sanitizers map terabytes of shadow memory; locking it all would not end
+     well. Their builds are for finding bugs, not for the stage. */
+  fl_log(FL_LOG_DEBUG, "sanitizer build: memory is not locked");
+#else
+  static bool warned = false;
+  if (mlockall(MCL_CURRENT | MCL_ONFAULT) && !warned) {
+    fl_log(FL_LOG_WARNING,
+           "cannot lock memory (%s); a page fault could cause an xrun "
+           "(raise 'ulimit -l')",
+           strerror(errno));
+    warned = true;
+  }
+#endif
+}
+
 static uint32_t
 free_retired(FlEngine* engine)
 {
@@ -354,6 +381,9 @@ run(Daemon* daemon)
                  fl_bank_loaded_count(daemon->bank));
           warned = false;
         }
+        if (connected) {
+          lock_memory();
+        }
       }
     }
 
@@ -423,6 +453,7 @@ main(int argc, char** argv)
     {48000U, options.quality, options.max_seconds},
     options.sample_root ? sample_root : NULL,
     0U,
+    true,
     fl_api_load_done,
     &daemon->api,
   };

@@ -2,12 +2,14 @@
 
 #include <flitzi/log.h>
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define DEFAULT_QUEUE_LENGTH 256U
 
@@ -35,6 +37,8 @@ struct FlLoaderImpl {
   uint32_t        queue_count;
   uint32_t        sample_rate;
   bool            stopping;
+
+  bool warned_lock; /* loader thread only */
 };
 
 static FlStatus
@@ -104,6 +108,19 @@ run_load(FlLoader* loader, const Request* request, uint32_t sample_rate,
   }
   if (result->status) {
     return; /* the slot keeps what it had */
+  }
+
+  /* The RT thread reads these pages; a page fault there (after the pages
+     were swapped out) would be an xrun. Locked pages are unlocked when the
+     sample is freed. */
+  if (loader->config.lock_memory &&
+      mlock(sample->frames, (size_t)fl_sample_bytes(sample)) &&
+      !loader->warned_lock) {
+    fl_log(FL_LOG_WARNING,
+           "cannot lock sample memory (%s); raise 'ulimit -l' to keep "
+           "samples from being swapped out",
+           strerror(errno));
+    loader->warned_lock = true;
   }
 
   result->frame_count = sample->frame_count;

@@ -29,7 +29,7 @@
 
 #define PERIOD_FRAMES 256U
 #define OUTPUTS 2U
-#define REPETITIONS 5U
+#define REPETITIONS 7U
 #define RATE 48000U
 #define PERIOD_USECS 5333
 

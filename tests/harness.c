@@ -1643,9 +1643,9 @@ fl_recorder_period_count(const FlRecorder* recorder)
 {
   const unsigned state =
     atomic_load_explicit(&recorder->state, memory_order_acquire);
-  return state == RECORDER_ARMED
-           ? 0U
-           : atomic_load_explicit(&recorder->period_count, memory_order_acquire);
+  return state == RECORDER_ARMED ? 0U
+                                 : atomic_load_explicit(&recorder->period_count,
+                                                        memory_order_acquire);
 }
 
 long

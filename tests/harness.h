@@ -381,12 +381,10 @@ bool fl_recorder_frame_at(const FlRecorder* recorder,
    Periods recorded so far: the recorder's process callback has finished
    that many periods since recording started.
 */
-uint32_t
-fl_recorder_period_count(const FlRecorder* recorder);
+uint32_t fl_recorder_period_count(const FlRecorder* recorder);
 
 /** The recorded period (0-based) that holds frame `index`, or -1. */
-long
-fl_recorder_period_of(const FlRecorder* recorder, uint32_t index);
+long fl_recorder_period_of(const FlRecorder* recorder, uint32_t index);
 
 /**
    Count what spoils the recording since fl_recorder_start(): xruns the

@@ -1,6 +1,8 @@
 /*
-  Three threads hammer the engine as flitzid does, with no sleeps to hide
-  races:
+  Three threads hammer the engine as flitzid does. They never sleep; the
+  control and loader threads only yield until the RT thread has processed
+  another period, so that their work interleaves with periods (about four
+  commands and one publish a period) rather than racing ahead of them:
 
   - RT: fl_engine_process() in a loop over a synthetic advancing period,
     checking that every output frame is a sum of plausible voice values;

@@ -467,10 +467,42 @@ print_frames(const char* title, const int32_t* frames, int count)
 }
 
 /*
-  From /play to sound: the frame time when it is sent (the recorder's
-  jack_frame_time()) to the absolute frame of the onset. The contract says
-  "at the next period"; the bound is two periods, since the send may fall
-  at the very end of one.
+  Check that a /play sent while `play->sent_period` periods were recorded
+  started at the first frame of the next period or the one after (the
+  send may fall at the very end of a period), and return the frames from
+  the send (the recorder's jack_frame_time()) to the onset.
+*/
+static int32_t
+assert_next_period(const Play* play, long onset, const char* what)
+{
+  const long    period  = fl_recorder_period_of(rig.recorder, (uint32_t)onset);
+  const long    waited  = period - (long)play->sent_period;
+  const long    offset  = onset % (long)FL_TEST_PERIOD;
+  const int32_t latency = frames_between(play->sent_frame, frame_at(onset));
+  if (waited < 0 || waited > 1 || offset != 0) {
+    fprintf(stderr,
+            "%s: sent with %u periods recorded, sounded in period %ld at "
+            "offset %ld (%d frames after jack_frame_time() at send)\n",
+            what,
+            play->sent_period,
+            period,
+            offset,
+            latency);
+  }
+  assert_between(waited, 0, 1);
+  assert_int_equal(offset, 0);
+  return latency;
+}
+
+/*
+  From /play to sound. The contract says "at the next period", so a voice
+  starts on the first frame of the period after the one the /play arrived
+  in: at most two periods after the send. That is checked by counting
+  periods, which no clock estimate can blur. The frames from
+  jack_frame_time() at send to the onset are reported and held to two
+  periods too; on a busy machine JACK's estimate of "now" can run ahead of
+  the dummy driver's periods, which makes some of them small or even
+  negative, so only the upper bound is a check of the daemon.
 */
 static void
 test_play_latency(void** state)
@@ -483,12 +515,12 @@ test_play_latency(void** state)
   for (int trial = 0; trial < TRIALS; ++trial) {
     Play       play  = { 6, "if", 1.0, false, 0, 0U, 0U, 0U, 0U };
     const long onset = capture(&play, 64);
-    latency[trial]   = frames_between(play.sent_frame, frame_at(onset));
+    latency[trial]   = assert_next_period(&play, onset, "/play");
   }
 
   print_frames("/play to onset in frames (period 256)", latency, TRIALS);
   for (int trial = 0; trial < TRIALS; ++trial) {
-    assert_between(latency[trial], 0, 2 * FL_TEST_PERIOD);
+    assert_true(latency[trial] <= 2 * (int32_t)FL_TEST_PERIOD);
   }
 }
 
@@ -520,8 +552,8 @@ test_timetag(void** state)
   int32_t in_period[TRIALS];
   int32_t at_send[TRIALS];
   for (int trial = 0; trial < TRIALS; ++trial) {
-    Play                 play    = { 7, "if", 1.0, true, 100000, 0U, 0U, 0U, 0U };
-    const long           onset   = capture(&play, 64);
+    Play                 play  = { 7, "if", 1.0, true, 100000, 0U, 0U, 0U, 0U };
+    const long           onset = capture(&play, 64);
     const jack_nframes_t sounded = frame_at(onset);
 
     jack_nframes_t expected = 0;
@@ -557,9 +589,9 @@ test_timetag_immediate_and_late(void** state)
   // "Immediately" (timetag 1) plays at the next period and is not late.
   Play    immediate = { 7, "if", 1.0, true, 0, 0U, 0U, 0U, 0U };
   long    onset     = capture(&immediate, 64);
-  int32_t latency   = frames_between(immediate.sent_frame, frame_at(onset));
+  int32_t latency   = assert_next_period(&immediate, onset, "immediate");
   fprintf(stderr, "immediate bundle: onset %d frames after sending\n", latency);
-  assert_between(latency, 0, 2 * FL_TEST_PERIOD);
+  assert_true(latency <= 2 * (int32_t)FL_TEST_PERIOD);
 
   FlDaemonStatus middle;
   assert_true(fl_osc_status(rig.osc, &middle));
@@ -569,9 +601,9 @@ test_timetag_immediate_and_late(void** state)
   // per bundle sent (a spoiled capture sends it again).
   Play late = { 7, "if", 1.0, true, -50000, 0U, 0U, 0U, 0U };
   onset     = capture(&late, 64);
-  latency   = frames_between(late.sent_frame, frame_at(onset));
+  latency   = assert_next_period(&late, onset, "late bundle");
   fprintf(stderr, "late bundle: onset %d frames after sending\n", latency);
-  assert_between(latency, 0, 2 * FL_TEST_PERIOD);
+  assert_true(latency <= 2 * (int32_t)FL_TEST_PERIOD);
 
   FlDaemonStatus after;
   assert_true(fl_osc_status(rig.osc, &after));

@@ -15,6 +15,7 @@
 #include <flitzi/engine.h>
 #include <flitzi/status.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,7 @@ typedef struct {
   FlDecodeConfig   decode;      /**< Rate, quality, length limit */
   const char*      sample_root; /**< Resolved directory, or NULL */
   uint32_t         queue_length; /**< Pending requests; 0 for 256 */
+  bool             lock_memory;  /**< mlock() each sample's frames */
   FlLoaderDoneFunc done;
   void*            done_data;
 } FlLoaderConfig;
