@@ -160,6 +160,7 @@ on_play(void* data, FlOscServer* server, const FlOscPeer* peer,
   const FlStatus status =
     fl_engine_play(api->engine, (uint32_t)slot, velocity,
                    start_time_of(api, time));
+  api->plays_queued += status == FL_SUCCESS;
   if (status == FL_ERR_EMPTY_SLOT) {
     snprintf(reason, sizeof(reason), "slot %d is empty", slot);
     fail_slot(server, peer, "/play", slot, reason);
@@ -266,11 +267,36 @@ on_status(void* data, FlOscServer* server, const FlOscPeer* peer,
   lo_message_add_float(message, backend.load_avg_pct);
   lo_message_add_float(message, backend.load_peak_pct);
   lo_message_add_int32(message, clamp_int32(backend.xruns));
+  FlOscCounters counters;
+  fl_osc_counters(server, &counters);
   lo_message_add_int32(
-    message, clamp_int32(engine.dropped_commands +
-                         fl_osc_dropped_packets(server)));
+    message, clamp_int32(engine.dropped_commands + counters.dropped_packets));
   lo_message_add_int32(message, clamp_int32(engine.late_plays));
   fl_osc_reply(server, peer, "/status.reply", message);
+  lo_message_free(message);
+}
+
+static void
+on_stats(void* data, FlOscServer* server, const FlOscPeer* peer,
+         const char* types, lo_arg* const* argv, lo_timetag time)
+{
+  (void)types;
+  (void)argv;
+  (void)time;
+  FlApi* const  api    = (FlApi*)data;
+  FlEngineStats engine = {0};
+  FlOscCounters counters;
+  fl_engine_stats(api->engine, &engine);
+  fl_osc_counters(server, &counters);
+
+  lo_message const message = lo_message_new();
+  lo_message_add_int64(message, (int64_t)counters.messages);
+  lo_message_add_int64(message, (int64_t)api->plays_queued);
+  lo_message_add_int64(message, (int64_t)engine.plays);
+  lo_message_add_int64(message, (int64_t)engine.dropped_commands);
+  lo_message_add_int64(message, (int64_t)counters.dropped_packets);
+  lo_message_add_int64(message, (int64_t)counters.failed);
+  fl_osc_reply(server, peer, "/stats.reply", message);
   lo_message_free(message);
 }
 
@@ -325,7 +351,8 @@ static const FlOscMethod methods[] = {
   {"/load", forms_load, on_load},     {"/play", forms_play, on_play},
   {"/stop", forms_stop, on_stop},     {"/unload", forms_slot, on_unload},
   {"/query", forms_slot, on_query},   {"/status", forms_none, on_status},
-  {"/ping", forms_none, on_ping},     {"/notify", forms_slot, on_notify},
+  {"/stats", forms_none, on_stats},   {"/ping", forms_none, on_ping},
+  {"/notify", forms_slot, on_notify},
   {"/quit", forms_none, on_quit},
 };
 

@@ -67,6 +67,7 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
 
   atomic_init(&engine->voices_active, 0U);
   atomic_init(&engine->plays, 0U);
+  atomic_init(&engine->unplayed, 0U);
   atomic_init(&engine->late_plays, 0U);
   atomic_init(&engine->stolen_voices, 0U);
   atomic_init(&engine->retired_samples, 0U);
@@ -184,6 +185,8 @@ fl_engine_stats(const FlEngine* engine, FlEngineStats* stats)
     atomic_load_explicit(&engine->voices_active, memory_order_relaxed);
   stats->voices_max = engine->max_voices;
   stats->plays = atomic_load_explicit(&engine->plays, memory_order_relaxed);
+  stats->unplayed =
+    atomic_load_explicit(&engine->unplayed, memory_order_relaxed);
   stats->late_plays =
     atomic_load_explicit(&engine->late_plays, memory_order_relaxed);
   stats->dropped_commands =

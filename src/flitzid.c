@@ -445,7 +445,7 @@ main(int argc, char** argv)
   daemon->engine =
     daemon->bank ? fl_engine_new(&engine_config, daemon->bank) : NULL;
   daemon->api = (FlApi){daemon->engine,       daemon->bank, NULL, NULL, NULL,
-                        fl_backend_now_usecs, request_quit, NULL};
+                        fl_backend_now_usecs, request_quit, NULL, 0U};
 
   const FlLoaderConfig loader_config = {
     daemon->engine,

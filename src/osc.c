@@ -66,6 +66,8 @@ struct FlOscServerImpl {
   uint32_t       kernel_drops; /* last SO_RXQ_OVFL count */
 
   atomic_ullong dropped_packets;
+  atomic_ullong messages;
+  atomic_ullong failed;
 };
 
 static uint32_t
@@ -138,6 +140,10 @@ fl_osc_reply(FlOscServer*     server,
              const char*      path,
              lo_message       message)
 {
+  if (!strcmp(path, "/fail")) {
+    atomic_fetch_add_explicit(&server->failed, 1U, memory_order_relaxed);
+  }
+
   size_t      size = 0U;
   void* const data = lo_message_serialise(message, path, NULL, &size);
   if (data) {
@@ -278,6 +284,7 @@ dispatch_message(FlOscServer* server, const FlOscPeer* peer,
     return;
   }
   const char* const path = (const char*)data;
+  atomic_fetch_add_explicit(&server->messages, 1U, memory_order_relaxed);
 
   int              result  = 0;
   lo_message const message = lo_message_deserialise(data, size, &result);
@@ -352,10 +359,14 @@ fl_osc_dispatch(FlOscServer* server, const FlOscPeer* peer, void* data,
   dispatch_packet(server, peer, (unsigned char*)data, size, immediate, 0);
 }
 
-uint64_t
-fl_osc_dropped_packets(const FlOscServer* server)
+void
+fl_osc_counters(const FlOscServer* server, FlOscCounters* counters)
 {
-  return atomic_load_explicit(&server->dropped_packets, memory_order_relaxed);
+  counters->messages =
+    atomic_load_explicit(&server->messages, memory_order_relaxed);
+  counters->failed = atomic_load_explicit(&server->failed, memory_order_relaxed);
+  counters->dropped_packets =
+    atomic_load_explicit(&server->dropped_packets, memory_order_relaxed);
 }
 
 /* Receiving */
@@ -610,6 +621,8 @@ fl_osc_new(const FlOscConfig* config, char* reason, size_t reason_size)
   server->wake_fd = -1;
   atomic_init(&server->stopping, false);
   atomic_init(&server->dropped_packets, 0U);
+  atomic_init(&server->messages, 0U);
+  atomic_init(&server->failed, 0U);
   pthread_mutex_init(&server->outbox_lock, NULL);
   for (uint32_t i = 0U; i < MAX_CONNECTIONS; ++i) {
     server->connections[i].fd = -1;

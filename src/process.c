@@ -147,15 +147,15 @@ allocate_voice(FlEngine* engine, uint32_t* handed_back)
 static FL_REALTIME void
 apply_play(FlEngine* engine, const Command* command, uint32_t* handed_back)
 {
-  FlSample* const sample = fl_bank_get(engine->bank, command->slot);
-  if (!sample || sample->frame_count == 0U) {
-    return; /* emptied after the control thread checked it */
-  }
+  atomic_fetch_add_explicit(&engine->plays, 1U, memory_order_relaxed);
 
-  Voice* const voice = allocate_voice(engine, handed_back);
+  FlSample* const sample = fl_bank_get(engine->bank, command->slot);
+  Voice* const    voice =
+    sample && sample->frame_count ? allocate_voice(engine, handed_back) : NULL;
   if (!voice) {
-    atomic_fetch_add_explicit(&engine->dropped_commands, 1U,
-                              memory_order_relaxed);
+    /* Emptied after the control thread checked it, or every voice entry
+       waits to hand back its sample: rare, and counted. */
+    atomic_fetch_add_explicit(&engine->unplayed, 1U, memory_order_relaxed);
     return;
   }
 
@@ -169,7 +169,6 @@ apply_play(FlEngine* engine, const Command* command, uint32_t* handed_back)
   voice->fade_left   = 0U;
   voice->state       = VOICE_PENDING;
   ++engine->sounding;
-  atomic_fetch_add_explicit(&engine->plays, 1U, memory_order_relaxed);
 }
 
 /* Return the offset in this period of the frame whose time is `usecs`:

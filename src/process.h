@@ -83,6 +83,7 @@ struct FlEngineImpl {
      statistics, and no other data is published through them). */
   atomic_uint   voices_active;    /* RT */
   atomic_ullong plays;            /* RT */
+  atomic_ullong unplayed;         /* RT */
   atomic_ullong late_plays;       /* RT */
   atomic_ullong stolen_voices;    /* RT */
   atomic_ullong retired_samples;  /* RT */

@@ -462,9 +462,11 @@ static bool
 jackd_spawn(FlJackd* jackd)
 {
   char period[16];
+  char rate[16];
   snprintf(period, sizeof(period), "%u", jackd->period_frames);
-  const char* const argv[] = { "jackd", "-n",    jackd->name, "-d",   "dummy",
-                               "-r",    "48000", "-p",        period, NULL };
+  snprintf(rate, sizeof(rate), "%u", jackd->sample_rate);
+  const char* const argv[] = { "jackd", "-n", jackd->name, "-d",   "dummy",
+                               "-r",    rate, "-p",        period, NULL };
 
   jackd->pid = spawn(argv, NULL, jackd->log_path, jackd->log_path, false);
   if (jackd->pid <= 0) {
@@ -507,6 +509,7 @@ fl_jackd_start(FlJackd*         jackd,
   snprintf(file_name, sizeof(file_name), "jackd-%s.log", name);
   fl_env_path(env, file_name, jackd->log_path, sizeof(jackd->log_path));
   jackd->period_frames = period_frames;
+  jackd->sample_rate   = FL_TEST_RATE;
   jackd->pid           = 0;
   return jackd_spawn(jackd);
 }

@@ -112,10 +112,12 @@ int fl_run_capture(const FlTestEnv*   env,
 /* The dummy JACK server */
 
 typedef struct {
-  char     name[64];           /**< Server name (-n) */
-  unsigned period_frames;      /**< Period (-p) */
-  pid_t    pid;                /**< 0 when not running */
-  char     log_path[PATH_MAX]; /**< Its output, appended on restarts */
+  char     name[64];        /**< Server name (-n) */
+  unsigned period_frames;   /**< Period (-p) */
+  unsigned sample_rate;     /**< Rate (-r); FL_TEST_RATE unless changed
+                                 before fl_jackd_start_again() */
+  pid_t pid;                /**< 0 when not running */
+  char  log_path[PATH_MAX]; /**< Its output, appended on restarts */
 } FlJackd;
 
 /**
@@ -128,7 +130,11 @@ bool fl_jackd_start(FlJackd*         jackd,
                     const char*      name,
                     unsigned         period_frames);
 
-/** Stop the server with SIGTERM and reap it. Returns true if it exited 0. */
+/**
+   Stop the server with SIGTERM and reap it. Returns true if it exited 0, or
+   if it died of SIGPIPE while shutting down (jackd 1.9.21 does that when a
+   client hung up first; its leftover files in /dev/shm are then removed).
+*/
 bool fl_jackd_stop(FlJackd* jackd);
 
 /** Start a stopped server again under the same name and period. */

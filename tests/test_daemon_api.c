@@ -320,6 +320,7 @@ test_cli_list_osc(void** state)
                       "/unload i\n"
                       "/query i\n"
                       "/status -\n"
+                      "/stats -\n"
                       "/ping -\n"
                       "/notify i\n"
                       "/quit -\n");

@@ -326,8 +326,8 @@ test_jackd_restart(void** state)
   (void)state;
   load(0, tone_path, TONE_FRAMES, 1);
   load(2, stereo_path, TONE_FRAMES, 2);
-  char query0[2048];
-  char query2[2048];
+  char query0[PATH_MAX + 64];
+  char query2[PATH_MAX + 64];
   snprintf(query0,
            sizeof(query0),
            "/slot ,isiiii 0 \"%s\" %u 1 48000 1",
@@ -391,6 +391,77 @@ test_jackd_restart(void** state)
   assert_plays(2, stereo, 2);
 }
 
+/*
+  The server comes back at another rate: the slots are resampled from
+  their files, /query and /status say so, and the slot sounds for as long
+  as /query says.
+*/
+static void
+test_jackd_rate_change(void** state)
+{
+  (void)state;
+  load(0, tone_path, TONE_FRAMES, 1);
+  fl_recorder_free(rig.recorder);
+  rig.recorder = NULL;
+
+  assert_true(fl_jackd_stop(&rig.jackd));
+  rig.jackd.sample_rate = 44100;
+  const bool started    = fl_jackd_start_again(&rig.jackd);
+  rig.jackd.sample_rate = FL_TEST_RATE;
+  assert_true(started);
+  assert_true(fl_jack_wait_ports(rig.jackd.name, rig.daemon.name, 2, 10000));
+
+  // Resampling happens on the loader thread after the reconnection.
+  const uint32_t expected_frames = TONE_FRAMES * 44100U / 48000U;
+  FlReply*       slot            = NULL;
+  const int64_t  deadline        = fl_now_ms() + 5000;
+  for (;;) {
+    fl_osc_send(rig.osc, "/query", "i", 0);
+    slot = fl_osc_wait(rig.osc, "/slot", FL_TEST_REPLY_MS);
+    assert_non_null(slot);
+    assert_string_equal(slot->types, "isiiii");
+    if ((uint32_t)abs(slot->argv[2].value.i - (int32_t)expected_frames) <= 2U ||
+        fl_now_ms() >= deadline) {
+      break;
+    }
+    fl_reply_free(slot);
+    fl_sleep_ms(50);
+  }
+  char line[PATH_MAX + 64];
+  fprintf(stderr,
+          "after a restart at 44100 Hz: %s\n",
+          fl_reply_format(slot, line, sizeof(line)));
+  const int32_t frames = slot->argv[2].value.i;
+  assert_string_equal(slot->argv[1].s, tone_path);
+  assert_int_equal(slot->argv[3].value.i, 1);
+  assert_int_equal(slot->argv[4].value.i, 48000);
+  assert_int_equal(slot->argv[5].value.i, 1);
+  fl_reply_free(slot);
+  assert_true(frames >= (int32_t)expected_frames - 2 &&
+              frames <= (int32_t)expected_frames + 2);
+
+  FlDaemonStatus status;
+  assert_true(fl_osc_status(rig.osc, &status));
+  assert_int_equal(status.sample_rate, 44100);
+
+  rig.recorder =
+    fl_recorder_new(rig.jackd.name, rig.daemon.name, 2, 10U * 44100U);
+  assert_non_null(rig.recorder);
+  const long         onset = capture(0);
+  long               last  = onset;
+  const float* const out   = fl_recorder_channel(rig.recorder, 0);
+  for (long i = onset; i < onset + frames + 512; ++i) {
+    if (fabsf(out[i]) > 1e-3f) {
+      last = i;
+    }
+  }
+  fprintf(stderr,
+          "it sounds for %ld frames at 44100 Hz (/query: %d)\n",
+          last - onset + 1,
+          frames);
+  assert_true(last - onset + 1 >= frames - 64 && last - onset + 1 <= frames);
+}
+
 int
 main(void)
 {
@@ -398,6 +469,7 @@ main(void)
     cmocka_unit_test_setup(test_failed_load_keeps_sample, test_setup),
     cmocka_unit_test_setup(test_reload_while_playing, test_setup),
     cmocka_unit_test_setup(test_jackd_restart, test_setup),
+    cmocka_unit_test_setup(test_jackd_rate_change, test_setup),
   };
 
   const int failures =

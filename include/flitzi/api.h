@@ -30,6 +30,7 @@ typedef struct {
   int64_t (*now_usecs)(void);
   void (*quit)(void* data);
   void* quit_data;
+  uint64_t plays_queued; /**< OSC thread only: /play that reached the queue */
 } FlApi;
 
 /** Return the method table and its length. */

@@ -58,7 +58,8 @@ typedef struct {
 typedef struct {
   uint32_t voices_active;    /**< Voices sounding, not counting fade tails */
   uint32_t voices_max;       /**< The configured polyphony */
-  uint64_t plays;            /**< Play commands the RT thread applied */
+  uint64_t plays;            /**< Play commands the RT thread took */
+  uint64_t unplayed;         /**< Of those, how many found no sample/voice */
   uint64_t late_plays;       /**< Timed plays that arrived after their time */
   uint64_t dropped_commands; /**< Commands lost to a full control queue */
   uint64_t stolen_voices;    /**< Voices faded out to make room */

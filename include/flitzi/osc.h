@@ -106,8 +106,17 @@ fl_osc_post(FlOscServer*     server,
 void
 fl_osc_subscribe(FlOscServer* server, const FlOscPeer* peer, bool subscribe);
 
-/** Packets that were dropped unanswered (unreadable or malformed). */
-uint64_t
-fl_osc_dropped_packets(const FlOscServer* server);
+/** What the server has seen; each count only grows. */
+typedef struct {
+  uint64_t messages;        /**< Messages read (each one of a bundle too) */
+  uint64_t failed;          /**< /fail replies sent by handlers */
+  uint64_t dropped_packets; /**< Datagrams lost unanswered: dropped by the
+                                 kernel (receive queue full), truncated, or
+                                 unreadable */
+} FlOscCounters;
+
+/** Copy the counters. Any thread. */
+void
+fl_osc_counters(const FlOscServer* server, FlOscCounters* counters);
 
 #endif /* FLITZI_OSC_H */

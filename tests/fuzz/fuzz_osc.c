@@ -40,7 +40,7 @@ set_up(void)
   bank                        = fl_bank_new(8U);
   const FlEngineConfig config = {48000U, 2U, 4U, 64U, NULL, NULL};
   engine                      = fl_engine_new(&config, bank);
-  api = (FlApi){engine, bank, NULL, NULL, NULL, fuzz_now_usecs, NULL, NULL};
+  api = (FlApi){engine, bank, NULL, NULL, NULL, fuzz_now_usecs, NULL, NULL, 0U};
 
   /* Slots 0 and 1 hold short samples, so /play reaches the engine. */
   for (uint32_t slot = 0U; slot < 2U; ++slot) {
