@@ -872,22 +872,24 @@ on_message(const char* path,
   for (int i = 0; i < reply->argc; ++i) {
     FlOscArg* const arg = &reply->argv[i];
     arg->type           = types[i];
+    /* liblo's arguments are 4-byte aligned inside the packet, lo_arg is an
+       8-byte aligned union: copy the bytes rather than read the union. */
     switch (types[i]) {
       case LO_INT32:
-        arg->value.i = argv[i]->i;
+        memcpy(&arg->value.i, argv[i], sizeof(arg->value.i));
         break;
       case LO_INT64:
-        arg->value.h = argv[i]->h;
+        memcpy(&arg->value.h, argv[i], sizeof(arg->value.h));
         break;
       case LO_FLOAT:
-        arg->value.f = argv[i]->f;
+        memcpy(&arg->value.f, argv[i], sizeof(arg->value.f));
         break;
       case LO_DOUBLE:
-        arg->value.d = argv[i]->d;
+        memcpy(&arg->value.d, argv[i], sizeof(arg->value.d));
         break;
       case LO_STRING:
       case LO_SYMBOL:
-        arg->s = strdup(&argv[i]->s);
+        arg->s = strdup((const char*)argv[i]);
         break;
       default:
         break;
