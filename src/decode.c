@@ -6,7 +6,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <samplerate.h>
-#include <semaphore.h>
 #include <sndfile.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,13 +41,12 @@ static FlStatus
 read_direct(SNDFILE* file, FlSample* sample, sf_count_t frame_count,
             const char* path, char* reason, size_t reason_size)
 {
+  /* One call for the rest of the file: libsndfile reads large blocks
+     itself, and a float file at the engine's rate becomes one read(). */
   sf_count_t done = 0;
   while (done < frame_count) {
-    const sf_count_t want = frame_count - done < (sf_count_t)CHUNK_FRAMES * 8
-                              ? frame_count - done
-                              : (sf_count_t)CHUNK_FRAMES * 8;
-    const sf_count_t got =
-      sf_readf_float(file, sample->frames + done * sample->channels, want);
+    const sf_count_t got = sf_readf_float(
+      file, sample->frames + done * sample->channels, frame_count - done);
     if (got <= 0) {
       break;
     }
@@ -64,198 +62,241 @@ read_direct(SNDFILE* file, FlSample* sample, sf_count_t frame_count,
   return FL_SUCCESS;
 }
 
-/* One channel's resampler, on a thread of its own. */
+/* Resampling in parallel, split in time.
+
+   The file is cut into parts at input frames S_1 < S_2 < ..., each a
+   multiple of in_step = source_rate / gcd, so that output frame
+   O_i = S_i * out_step / in_step is exact. Each part has its own converter
+   (interleaved, so stereo keeps libsamplerate's faster stereo path) and its
+   own handle on the file; it starts decoding PRE_ROLL frames before S_i, so
+   that its filter holds the real preceding audio by the time it reaches S_i,
+   and throws away what it makes before O_i. It reads on past S_{i+1} for the
+   same reason and stops once it has made frame O_{i+1}. The last part
+   drains the converter at the end of the file, as one pass would. Decoding
+   is parallel too, which matters for FLAC. */
+
+/* Input frames decoded before a part's start: far more than the longest
+   sinc filter reaches (SRC_SINC_BEST_QUALITY: about 150 input frames at
+   these ratios), so the seam is exact to float rounding. */
+#define PRE_ROLL_FRAMES 4096
+
+/* Files shorter than this are done in one part: threads cost more. */
+#define PARALLEL_MIN_SECONDS 4.0
+
+#define MAX_PARTS 4U
+
 typedef struct {
   pthread_t  thread;
-  sem_t      start;
-  sem_t      done;
-  SRC_STATE* state;
+  SNDFILE*   file;        /* its own handle (part 0: the caller's) */
+  int        converter;
   double     ratio;
-  float*     input[2]; /* double buffer of one channel's chunk */
-  uint32_t   buffer;   /* which input buffer to read next */
-  long       input_frames;
-  bool       end_of_input;
-  bool       quit;
-  float*     output;
-  uint64_t   capacity;
-  uint64_t   produced;
-  int        error;
-} ChannelWorker;
-
-/* Resample the current chunk of one channel to the end. */
-static void
-resample_chunk(ChannelWorker* worker)
-{
-  SRC_DATA data     = {0};
-  data.data_in      = worker->input[worker->buffer];
-  data.input_frames = worker->input_frames;
-  data.end_of_input = worker->end_of_input;
-  data.src_ratio    = worker->ratio;
-  while (!worker->error && worker->produced < worker->capacity) {
-    data.data_out      = worker->output + worker->produced;
-    data.output_frames = (long)(worker->capacity - worker->produced);
-    worker->error      = src_process(worker->state, &data);
-    worker->produced += (uint64_t)data.output_frames_gen;
-    data.data_in += data.input_frames_used;
-    data.input_frames -= data.input_frames_used;
-
-    /* Done with this chunk: all input taken (and, at the end, drained). */
-    if ((data.input_frames == 0 && !data.end_of_input) ||
-        (data.input_frames_used == 0 && data.output_frames_gen == 0)) {
-      break;
-    }
-  }
-}
+  uint32_t   channels;
+  sf_count_t read_from;   /* first input frame decoded */
+  sf_count_t read_to;     /* input frames to decode up to (exclusive) */
+  bool       last;        /* drains the converter at the end */
+  uint64_t   out_first;   /* global output frame of read_from */
+  uint64_t   keep_from;   /* O_i: first output frame this part keeps */
+  uint64_t   keep_to;     /* O_{i+1}, or capacity for the last part */
+  float*     frames;      /* the sample's frames */
+  uint64_t   kept_to;     /* output: end of what it kept */
+  sf_count_t read;        /* output: input frames it decoded */
+  int        error;       /* libsamplerate error, or -1 for memory */
+} Part;
 
 static void*
-worker_main(void* data)
+run_part(void* argument)
 {
-  ChannelWorker* const worker = (ChannelWorker*)data;
-  for (;;) {
-    while (sem_wait(&worker->start)) {
-    }
-    if (worker->quit) {
-      return NULL;
-    }
-    resample_chunk(worker);
-    sem_post(&worker->done);
+  Part* const    part     = (Part*)argument;
+  const uint32_t channels = part->channels;
+  const long     out_capacity =
+    (long)ceil(CHUNK_FRAMES * part->ratio) + 16;
+  float* const chunk  = (float*)malloc((size_t)CHUNK_FRAMES * channels * 4U);
+  float* const output = (float*)malloc((size_t)out_capacity * channels * 4U);
+  SRC_STATE* const state = src_new(part->converter, (int)channels, &part->error);
+  if (!chunk || !output || !state) {
+    part->error = part->error ? part->error : -1;
+    goto done;
   }
+  if (part->read_from > 0 &&
+      sf_seek(part->file, part->read_from, SEEK_SET) != part->read_from) {
+    part->error = -2;
+    goto done;
+  }
+
+  uint64_t   made = part->out_first; /* global index of the next output */
+  sf_count_t at   = part->read_from;
+  bool       eof  = false;
+  while (!eof && made < part->keep_to) {
+    const sf_count_t want = part->read_to - at < (sf_count_t)CHUNK_FRAMES
+                              ? part->read_to - at
+                              : (sf_count_t)CHUNK_FRAMES;
+    const sf_count_t got =
+      want > 0 ? sf_readf_float(part->file, chunk, want) : 0;
+    at += got > 0 ? got : 0;
+    eof = got < want || at >= part->read_to;
+
+    SRC_DATA data     = {0};
+    data.data_in      = chunk;
+    data.input_frames = got > 0 ? (long)got : 0;
+    data.end_of_input = eof && part->last;
+    data.src_ratio    = part->ratio;
+    for (;;) {
+      data.data_out      = output;
+      data.output_frames = out_capacity;
+      if ((part->error = src_process(state, &data))) {
+        goto done;
+      }
+
+      /* Keep the frames of [keep_from, keep_to) that this call made. */
+      const uint64_t first = made;
+      const uint64_t end   = made + (uint64_t)data.output_frames_gen;
+      const uint64_t from  = first > part->keep_from ? first : part->keep_from;
+      const uint64_t to    = end < part->keep_to ? end : part->keep_to;
+      if (to > from) {
+        memcpy(part->frames + from * channels,
+               output + (from - first) * channels,
+               (size_t)(to - from) * channels * sizeof(float));
+        part->kept_to = to;
+      }
+      made = end;
+
+      data.data_in += data.input_frames_used * channels;
+      data.input_frames -= data.input_frames_used;
+      const bool stuck =
+        data.input_frames_used == 0 && data.output_frames_gen == 0;
+      if (stuck || made >= part->keep_to ||
+          (data.input_frames == 0 && !data.end_of_input)) {
+        break;
+      }
+    }
+  }
+  part->read = at - part->read_from;
+
+done:
+  src_delete(state);
+  free(chunk);
+  free(output);
+  return NULL;
 }
 
-/* Split one decoded interleaved chunk into the workers' input buffers. */
-static void
-deinterleave(const float* chunk, long frames, ChannelWorker* workers,
-             uint32_t channels, uint32_t buffer)
+static sf_count_t
+gcd_of(sf_count_t a, sf_count_t b)
 {
-  for (uint32_t c = 0U; c < channels; ++c) {
-    float* const restrict out = workers[c].input[buffer];
-    for (long i = 0; i < frames; ++i) {
-      out[i] = chunk[(size_t)i * channels + c];
-    }
+  while (b) {
+    const sf_count_t r = a % b;
+    a                  = b;
+    b                  = r;
   }
+  return a;
 }
 
-/* Decode and resample as a pipeline: this thread decodes chunk k+1 while one
-   worker thread per channel resamples chunk k, each with its own converter
-   state, so filter state at chunk seams is exactly what one long call would
-   have. Each channel's converter does the arithmetic a multichannel one does
-   for that channel, so the result equals single-threaded src_simple(). */
 static FlStatus
-read_resampled(SNDFILE* file, FlSample* sample, sf_count_t frame_count,
-               uint64_t capacity, double ratio, int converter,
+read_resampled(int fd, SNDFILE* file, FlSample* sample,
+               sf_count_t frame_count, uint64_t capacity, int converter,
                const char* path, char* reason, size_t reason_size)
 {
-  const uint32_t channels = sample->channels;
-  ChannelWorker  workers[2];
-  memset(workers, 0, sizeof(workers));
+  const sf_count_t in_rate  = sample->source_rate;
+  const sf_count_t out_rate = sample->sample_rate;
+  const sf_count_t divisor  = gcd_of(in_rate, out_rate);
+  const sf_count_t in_step  = in_rate / divisor;
+  const sf_count_t out_step = out_rate / divisor;
+  const sf_count_t pre_roll =
+    (PRE_ROLL_FRAMES + in_step - 1) / in_step * in_step;
 
-  float* const chunk =
-    (float*)malloc((size_t)CHUNK_FRAMES * channels * sizeof(float));
-  float* const planar =
-    channels > 1U ? (float*)malloc(capacity * channels * sizeof(float)) : NULL;
-  bool     ready   = chunk && (channels == 1U || planar);
-  uint32_t started = 0U;
-  for (uint32_t c = 0U; ready && c < channels; ++c) {
-    ChannelWorker* const worker = &workers[c];
-    int                  error  = 0;
-    worker->state               = src_new(converter, 1, &error);
-    worker->ratio               = ratio;
-    worker->input[0] = (float*)malloc(CHUNK_FRAMES * sizeof(float));
-    worker->input[1] = (float*)malloc(CHUNK_FRAMES * sizeof(float));
-    worker->output   = channels == 1U ? sample->frames : planar + c * capacity;
-    worker->capacity = capacity;
-    sem_init(&worker->start, 0, 0);
-    sem_init(&worker->done, 0, 0);
-    ready = worker->state && worker->input[0] && worker->input[1] &&
-            !pthread_create(&worker->thread, NULL, worker_main, worker);
-    if (ready) {
-      pthread_setname_np(worker->thread, "flitzi-src");
-    }
-    started += ready;
-  }
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  cores      = cores < 1 ? 1 : cores > (long)MAX_PARTS ? (long)MAX_PARTS : cores;
+  uint32_t part_count =
+    (double)frame_count / (double)in_rate < PARALLEL_MIN_SECONDS
+      ? 1U
+      : (uint32_t)cores;
 
-  FlStatus   status = ready ? FL_SUCCESS : FL_ERR_NO_MEMORY;
-  sf_count_t read   = 0;
-  uint32_t   buffer = 0U;
-  sf_count_t got    = 0;
-  bool       done   = false;
-  if (ready) {
-    got  = sf_readf_float(file, chunk, CHUNK_FRAMES);
-    got  = got > 0 ? got : 0;
-    read = got;
-    done = got < (sf_count_t)CHUNK_FRAMES || read >= frame_count;
-    deinterleave(chunk, (long)got, workers, channels, buffer);
-  }
-  while (status == FL_SUCCESS) {
-    for (uint32_t c = 0U; c < channels; ++c) {
-      workers[c].buffer       = buffer;
-      workers[c].input_frames = (long)got;
-      workers[c].end_of_input = done;
-      sem_post(&workers[c].start);
-    }
-
-    /* Decode the next chunk while the workers resample this one. */
-    sf_count_t next      = 0;
-    bool       next_done = true;
-    if (!done) {
-      next      = sf_readf_float(file, chunk, CHUNK_FRAMES);
-      next      = next > 0 ? next : 0;
-      read     += next;
-      next_done = next < (sf_count_t)CHUNK_FRAMES || read >= frame_count;
-      deinterleave(chunk, (long)next, workers, channels, 1U - buffer);
-    }
-
-    for (uint32_t c = 0U; c < channels; ++c) {
-      while (sem_wait(&workers[c].done)) {
-      }
-      if (workers[c].error) {
-        snprintf(reason, reason_size, "cannot resample '" SHOWN_PATH "': %s",
-                 path, src_strerror(workers[c].error));
-        status = FL_ERR_RESAMPLE;
-      }
-    }
-    if (done) {
+  /* Cut points S_i on the in_step grid; drop parts that come out empty. */
+  sf_count_t cuts[MAX_PARTS + 1U] = {0};
+  for (uint32_t i = 1U; i < part_count; ++i) {
+    cuts[i] = frame_count * i / part_count / in_step * in_step;
+    if (cuts[i] <= cuts[i - 1U] + pre_roll) {
+      part_count = i;
       break;
     }
-    buffer = 1U - buffer;
-    got    = next;
-    done   = next_done;
   }
+  cuts[part_count] = frame_count;
 
-  uint64_t produced = workers[0].produced;
-  for (uint32_t c = 0U; c < started; ++c) {
-    workers[c].quit = true;
-    sem_post(&workers[c].start);
-    pthread_join(workers[c].thread, NULL);
-    if (workers[c].produced < produced) {
-      produced = workers[c].produced;
-    }
-  }
-  for (uint32_t c = 0U; c < channels; ++c) {
-    src_delete(workers[c].state);
-    free(workers[c].input[0]);
-    free(workers[c].input[1]);
-    sem_destroy(&workers[c].start);
-    sem_destroy(&workers[c].done);
-  }
+  Part parts[MAX_PARTS];
+  memset(parts, 0, sizeof(parts));
+  FlStatus status = FL_SUCCESS;
+  for (uint32_t i = 0U; i < part_count; ++i) {
+    Part* const part = &parts[i];
+    part->converter  = converter;
+    part->ratio      = (double)out_rate / (double)in_rate;
+    part->channels   = sample->channels;
+    part->last       = i + 1U == part_count;
+    part->read_from  = i ? cuts[i] - pre_roll : 0;
+    part->read_to =
+      part->last ? frame_count : cuts[i + 1U] + pre_roll;
+    part->out_first = (uint64_t)(part->read_from / in_step * out_step);
+    part->keep_from = (uint64_t)(cuts[i] / in_step * out_step);
+    part->keep_to =
+      part->last ? capacity : (uint64_t)(cuts[i + 1U] / in_step * out_step);
+    part->kept_to = part->keep_from;
+    part->frames  = sample->frames;
+    part->file    = file;
 
-  if (status == FL_SUCCESS && planar) {
-    for (uint64_t i = 0U; i < produced; ++i) {
-      for (uint32_t c = 0U; c < channels; ++c) {
-        sample->frames[i * channels + c] = planar[c * capacity + i];
+    if (i > 0U) {
+      /* A handle of its own on the same open file (not the path, which
+         may name another file by now). */
+      char proc_path[64];
+      snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", fd);
+      SF_INFO info = {0};
+      part->file   = sf_open(proc_path, SFM_READ, &info);
+      if (!part->file ||
+          pthread_create(&part->thread, NULL, run_part, part)) {
+        status = FL_ERR_READ;
+        snprintf(reason, reason_size, "cannot read '" SHOWN_PATH "' again: %s",
+                 path, part->file ? "no thread" : sf_strerror(NULL));
+        if (part->file) {
+          sf_close(part->file);
+          part->file = NULL;
+        }
+        part_count = i;
+        break;
       }
+      pthread_setname_np(part->thread, "flitzi-src");
     }
   }
-  free(planar);
-  free(chunk);
 
-  if (status == FL_ERR_NO_MEMORY) {
-    snprintf(reason, reason_size, "out of memory for '" SHOWN_PATH "'", path);
-  } else if (status == FL_SUCCESS && read < frame_count) {
-    snprintf(reason, reason_size,
-             "'" SHOWN_PATH "' is truncated: %lld of %lld frames could be read",
-             path, (long long)read, (long long)frame_count);
-    status = FL_ERR_READ;
+  if (part_count > 0U) {
+    run_part(&parts[0]); /* on this thread */
+  }
+
+  sf_count_t read     = 0;
+  uint64_t   produced = 0U;
+  for (uint32_t i = 0U; i < part_count; ++i) {
+    Part* const part = &parts[i];
+    if (i > 0U) {
+      pthread_join(part->thread, NULL);
+      sf_close(part->file);
+    }
+    if (status == FL_SUCCESS && part->error) {
+      status = part->error == -1 ? FL_ERR_NO_MEMORY : FL_ERR_RESAMPLE;
+      snprintf(reason, reason_size, "cannot resample '" SHOWN_PATH "': %s",
+               path,
+               part->error == -1   ? "out of memory"
+               : part->error == -2 ? "cannot seek in the file"
+                                   : src_strerror(part->error));
+    }
+    /* Each part must have made all it keeps; the last one must also have
+       read the file to its end (the others stop as soon as they can). */
+    if (status == FL_SUCCESS &&
+        (part->last ? part->read < frame_count - part->read_from
+                    : part->kept_to < part->keep_to)) {
+      status = FL_ERR_READ;
+      read   = part->read_from + part->read;
+      snprintf(reason, reason_size,
+               "'" SHOWN_PATH "' is truncated: %lld of %lld frames could be "
+               "read",
+               path, (long long)read, (long long)frame_count);
+    }
+    produced = part->kept_to;
   }
 
   /* Converters produce within a few frames of the ideal count; keep what
@@ -349,7 +390,7 @@ fl_decode_file(const char*           path,
     resample ? (uint64_t)ceil((double)info.frames * ratio) + 64U
              : (uint64_t)info.frames;
 
-  FlSample* const result = fl_sample_new((uint32_t)capacity, channels,
+  FlSample* const result = fl_sample_new_unfilled((uint32_t)capacity, channels,
                                          config->sample_rate, source_rate, path);
   if (!result) {
     snprintf(reason, reason_size,
@@ -360,7 +401,7 @@ fl_decode_file(const char*           path,
   }
 
   status = resample
-             ? read_resampled(file, result, info.frames, capacity, ratio,
+             ? read_resampled(fd, file, result, info.frames, capacity,
                               converter_of(config->quality), path, reason,
                               reason_size)
              : read_direct(file, result, info.frames, path, reason,

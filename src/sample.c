@@ -3,12 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-FlSample*
-fl_sample_new(uint32_t    frame_count,
-              uint32_t    channels,
-              uint32_t    sample_rate,
-              uint32_t    source_rate,
-              const char* path)
+static FlSample*
+allocate(uint32_t    frame_count,
+         uint32_t    channels,
+         uint32_t    sample_rate,
+         uint32_t    source_rate,
+         const char* path,
+         bool        silent)
 {
   if (channels < 1 || channels > 2) {
     return NULL;
@@ -19,11 +20,10 @@ fl_sample_new(uint32_t    frame_count,
     return NULL;
   }
 
-  /* calloc, not malloc: a silent sample is a valid sample, and zeroed pages
-     are touched now, on the loader, not on the first play. */
   const size_t sample_count = (size_t)frame_count * channels;
-  sample->frames            = (float*)calloc(sample_count ? sample_count : 1,
-                                  sizeof(float));
+  const size_t count        = sample_count ? sample_count : 1U;
+  sample->frames            = silent ? (float*)calloc(count, sizeof(float))
+                                     : (float*)malloc(count * sizeof(float));
   sample->path              = strdup(path ? path : "");
   if (!sample->frames || !sample->path) {
     fl_sample_free(sample);
@@ -35,6 +35,30 @@ fl_sample_new(uint32_t    frame_count,
   sample->sample_rate = sample_rate;
   sample->source_rate = source_rate;
   return sample;
+}
+
+FlSample*
+fl_sample_new(uint32_t    frame_count,
+              uint32_t    channels,
+              uint32_t    sample_rate,
+              uint32_t    source_rate,
+              const char* path)
+{
+  return allocate(frame_count, channels, sample_rate, source_rate, path, true);
+}
+
+FlSample*
+fl_sample_new_unfilled(uint32_t    frame_count,
+                       uint32_t    channels,
+                       uint32_t    sample_rate,
+                       uint32_t    source_rate,
+                       const char* path)
+{
+  /* A freed sample's pages stay in malloc's heap, so calloc would have to
+     clear them: a pass over the whole buffer that the decoder's own writes
+     make useless. */
+  return allocate(frame_count, channels, sample_rate, source_rate, path,
+                  false);
 }
 
 void

@@ -53,6 +53,18 @@ fl_sample_new(uint32_t    frame_count,
               const char* path);
 
 /**
+   Allocate a sample as fl_sample_new() does, but leave its frames
+   uninitialized: for a caller that writes every frame before the sample is
+   published (the decoder). Saves a pass over the whole buffer.
+*/
+FlSample*
+fl_sample_new_unfilled(uint32_t    frame_count,
+                       uint32_t    channels,
+                       uint32_t    sample_rate,
+                       uint32_t    source_rate,
+                       const char* path);
+
+/**
    Free a sample. `fl_sample_free(NULL)` does nothing.
 
    Only non-RT threads may call this, and only for a sample that is not
