@@ -306,6 +306,50 @@ read_resampled(int fd, SNDFILE* file, FlSample* sample,
   return status;
 }
 
+/* Frames the header of an uncompressed WAV/AIFF file declares, when
+   libsndfile found fewer in the file (it then logs "data : N (should be
+   M)" and reads what is there); otherwise info->frames. */
+static sf_count_t
+declared_frames(SNDFILE* file, const SF_INFO* info)
+{
+  int bytes = 0;
+  switch (info->format & SF_FORMAT_SUBMASK) {
+  case SF_FORMAT_PCM_S8:
+  case SF_FORMAT_PCM_U8:
+    bytes = 1;
+    break;
+  case SF_FORMAT_PCM_16:
+    bytes = 2;
+    break;
+  case SF_FORMAT_PCM_24:
+    bytes = 3;
+    break;
+  case SF_FORMAT_PCM_32:
+  case SF_FORMAT_FLOAT:
+    bytes = 4;
+    break;
+  case SF_FORMAT_DOUBLE:
+    bytes = 8;
+    break;
+  default:
+    return info->frames;
+  }
+
+  char log[4096];
+  sf_command(file, SFC_GET_LOG_INFO, log, sizeof(log));
+  static const char* const chunks[] = {"\ndata : ", "\nSSND : "};
+  for (size_t i = 0U; i < 2U; ++i) {
+    const char* const line = strstr(log, chunks[i]);
+    const char* const end  = line ? strchr(line + 1, '\n') : NULL;
+    const char* const note = line ? strstr(line, "(should be ") : NULL;
+    if (note && (!end || note < end) && info->channels > 0) {
+      const long long size = strtoll(line + strlen(chunks[i]), NULL, 10);
+      return (sf_count_t)(size / (bytes * info->channels));
+    }
+  }
+  return info->frames;
+}
+
 FlStatus
 fl_decode_file(const char*           path,
                const FlDecodeConfig* config,
@@ -354,7 +398,13 @@ fl_decode_file(const char*           path,
   }
 
   FlStatus status = FL_SUCCESS;
-  if (info.channels < 1 || info.channels > 2) {
+  const sf_count_t declared = declared_frames(file, &info);
+  if (declared > info.frames && info.channels >= 1 && info.channels <= 2) {
+    snprintf(reason, reason_size,
+             "'" SHOWN_PATH "' is truncated: %lld of %lld frames could be read",
+             path, (long long)info.frames, (long long)declared);
+    status = FL_ERR_READ;
+  } else if (info.channels < 1 || info.channels > 2) {
     snprintf(reason, reason_size,
              "unsupported channel layout: %d channels (mono and stereo are "
              "supported)",
@@ -465,6 +515,52 @@ is_inside(const char* root, const char* path)
          (path[root_length] == '/' || path[root_length] == '\0');
 }
 
+/* For a path realpath() cannot resolve: does the part of it that exists
+   lead outside `root`? Follows a dangling symlink to its target, then
+   resolves the deepest ancestor that exists, so a missing file behind a
+   link that points out of the root gets the same answer as an existing
+   one. */
+static bool
+leads_outside(const char* root, const char* joined)
+{
+  char path[PATH_MAX];
+  snprintf(path, sizeof(path), "%s", joined);
+  for (int hop = 0; hop < 40; ++hop) {
+    char        real[PATH_MAX];
+    struct stat info;
+    if (realpath(path, real)) {
+      return !is_inside(root, real);
+    }
+    if (!lstat(path, &info) && S_ISLNK(info.st_mode)) {
+      char          target[PATH_MAX];
+      const ssize_t length = readlink(path, target, sizeof(target) - 1U);
+      if (length <= 0) {
+        return false;
+      }
+      target[length] = '\0';
+      if (target[0] == '/') {
+        snprintf(path, sizeof(path), "%s", target);
+      } else {
+        /* Relative to the link's directory. */
+        char* const  slash      = strrchr(path, '/');
+        const size_t dir_length = slash ? (size_t)(slash - path) : 0U;
+        if (dir_length + 1U + (size_t)length >= sizeof(path)) {
+          return false;
+        }
+        memcpy(path + dir_length + 1U, target, (size_t)length + 1U);
+        path[dir_length] = '/';
+      }
+      continue;
+    }
+    char* const slash = strrchr(path, '/');
+    if (!slash || slash == path) {
+      return false;
+    }
+    *slash = '\0';
+  }
+  return false;
+}
+
 FlStatus
 fl_path_resolve(const char* root,
                 const char* path,
@@ -511,8 +607,14 @@ fl_path_resolve(const char* root,
 
   char real[PATH_MAX];
   if (!realpath(joined, real)) {
+    const int error = errno;
+    if (root && leads_outside(root, joined)) {
+      snprintf(reason, reason_size,
+               "'" SHOWN_PATH "' is outside the sample root", path);
+      return FL_ERR_NOT_ALLOWED;
+    }
     snprintf(reason, reason_size, "cannot open '" SHOWN_PATH "': %s", path,
-             strerror(errno));
+             strerror(error));
     return FL_ERR_OPEN;
   }
 

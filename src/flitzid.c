@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -420,6 +421,12 @@ main(int argc, char** argv)
     .quality        = FL_QUALITY_MEDIUM,
     .max_seconds    = 600.0,
   };
+
+  /* Every sample buffer gets a mapping of its own, returned (and unlocked)
+     by free(). Without a fixed threshold glibc raises it after the first
+     such free, and later samples come from a heap arena whose freed pages
+     stay resident and mlock()ed. Setting it turns that adjustment off. */
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
   const int parsed = parse_options(argc, argv, &options);
   if (parsed >= 0) {

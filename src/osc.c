@@ -63,7 +63,7 @@ struct FlOscServerImpl {
   Connection     connections[MAX_CONNECTIONS];
   int32_t        next_connection_id;
   unsigned char* packet;
-  uint32_t       kernel_drops; /* last SO_RXQ_OVFL count */
+  uint32_t       kernel_drops[2]; /* last SO_RXQ_OVFL count: udp_fd, udp6_fd */
 
   atomic_ullong dropped_packets;
   atomic_ullong messages;
@@ -289,7 +289,7 @@ dispatch_message(FlOscServer* server, const FlOscPeer* peer,
   int              result  = 0;
   lo_message const message = lo_message_deserialise(data, size, &result);
   if (!message) {
-    count_dropped(server, 1U);
+    /* Read and answered: a message, not a dropped packet. */
     fail(server, peer, path, "malformed message");
     return;
   }
@@ -398,8 +398,11 @@ receive_udp(FlOscServer* server, int fd)
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
         uint32_t drops = 0U;
         memcpy(&drops, CMSG_DATA(c), sizeof(drops));
-        count_dropped(server, drops - server->kernel_drops);
-        server->kernel_drops = drops;
+        /* The count is per socket: keep one last value for each. */
+        uint32_t* const last =
+          &server->kernel_drops[fd == server->udp6_fd ? 1 : 0];
+        count_dropped(server, drops - *last);
+        *last = drops;
       }
     }
 

@@ -115,6 +115,12 @@ allocate_voice(FlEngine* engine, uint32_t* handed_back)
     Voice* quietest = NULL;
     for (uint32_t i = 0U; i < engine->order_count; ++i) {
       Voice* const voice = &engine->voices[engine->order[i]];
+      if (voice->state == VOICE_FREE) {
+        /* A pending voice ended in this period: its entry is free already
+           and still listed in order. Reuse it before cutting any fade. */
+        quietest = voice;
+        break;
+      }
       if (voice->state == VOICE_FADING &&
           (!quietest || voice->gain < quietest->gain)) {
         quietest = voice;
@@ -275,7 +281,8 @@ render_voice(FlEngine*       engine,
       count = voice->fade_left;
     }
     /* The first faded frame is already one step down and the last one is
-       at 0, so the fade ends in silence, never with a jump. */
+       at 0 (to float rounding, a few 1e-8), so the fade ends in silence,
+       never with a jump. */
     fl_mix_add(source, sample->channels, count,
                voice->gain - voice->fade_step, -voice->fade_step, outputs,
                engine->output_count, offset);

@@ -20,7 +20,7 @@
    `output_offset`, scaled by a gain that starts at `gain` and changes by
    `gain_step` each frame (0 for a constant gain).
 
-   The output buffers must not overlap the source. Only the RT thread calls
+   The output buffers must not overlap the source or each other. Only the RT thread calls
    this in flitzid, but it touches nothing but its arguments.
 */
 FL_REALTIME void
