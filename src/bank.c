@@ -16,9 +16,12 @@ typedef struct {
   char*    path; /* NULL when the slot is empty */
 } SlotInfo;
 
+/* One slot: written by the loader, read by the RT thread. */
+typedef _Atomic(FlSample*) Slot;
+
 struct FlBankImpl {
   uint32_t            slot_count;
-  _Atomic(FlSample*)* slots; /* written by the loader, read by the RT thread */
+  Slot*               slots;
   pthread_mutex_t     info_lock;
   SlotInfo*           info; /* guarded by info_lock */
 };
@@ -36,7 +39,7 @@ fl_bank_new(uint32_t slot_count)
   }
 
   bank->slot_count = slot_count;
-  bank->slots = (_Atomic(FlSample*)*)calloc(slot_count, sizeof(*bank->slots));
+  bank->slots = (Slot*)calloc(slot_count, sizeof(Slot));
   bank->info  = (SlotInfo*)calloc(slot_count, sizeof(SlotInfo));
   if (!bank->slots || !bank->info ||
       pthread_mutex_init(&bank->info_lock, NULL)) {
@@ -109,7 +112,7 @@ fl_bank_get(const FlBank* bank, uint32_t slot)
   /* Acquire pairs with the release in fl_bank_exchange(). The cast drops a
      const that C11 atomics do not allow on a load's argument in every
      compiler. */
-  return atomic_load_explicit((_Atomic(FlSample*)*)&bank->slots[slot],
+  return atomic_load_explicit((Slot*)&bank->slots[slot],
                               memory_order_acquire);
 }
 

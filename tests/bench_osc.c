@@ -123,8 +123,8 @@ main(void)
   fl_env_name(&env, server, sizeof(server));
   fl_env_name(&env, name, sizeof(name));
 
-  FlJackd  jackd;
-  FlDaemon daemon;
+  FlJackd  jackd  = {0};
+  FlDaemon daemon = {0};
   if (!fl_jackd_start(&jackd, &env, server, FL_TEST_PERIOD) ||
       !fl_daemon_start(&daemon, &env, server, name, fl_env_port(&env), NULL)) {
     return 1;

@@ -12,6 +12,7 @@
 #define FLITZI_SAMPLE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /**
@@ -33,6 +34,7 @@ typedef struct FlSample {
   uint32_t channels;    /**< 1 (mono) or 2 (stereo) */
   uint32_t sample_rate; /**< Engine rate the frames were prepared for */
   uint32_t source_rate; /**< Sample rate of the source file */
+  size_t   mapped_bytes; /**< Size of the frames' own mapping, 0 if none */
 
   uint32_t rt_voices;  /**< RT only: voices that play this sample */
   bool     rt_retired; /**< RT only: no longer in its slot */
