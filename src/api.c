@@ -34,8 +34,11 @@ arg_string(const lo_arg* arg)
 }
 
 static void
-fail_slot(FlOscServer* server, const FlOscPeer* peer, const char* path,
-          int32_t slot, const char* reason)
+fail_slot(FlOscServer*     server,
+          const FlOscPeer* peer,
+          const char*      path,
+          int32_t          slot,
+          const char*      reason)
 {
   lo_message const message = lo_message_new();
   lo_message_add_string(message, path);
@@ -47,8 +50,11 @@ fail_slot(FlOscServer* server, const FlOscPeer* peer, const char* path,
 
 /* Check an id from the network; on failure, reply and return false. */
 static bool
-check_slot(FlApi* api, FlOscServer* server, const FlOscPeer* peer,
-           const char* path, int32_t slot)
+check_slot(FlApi*           api,
+           FlOscServer*     server,
+           const FlOscPeer* peer,
+           const char*      path,
+           int32_t          slot)
 {
   const uint32_t count = fl_bank_slot_count(api->bank);
   if (slot >= 0 && (uint32_t)slot < count) {
@@ -56,15 +62,21 @@ check_slot(FlApi* api, FlOscServer* server, const FlOscPeer* peer,
   }
 
   char reason[96];
-  snprintf(reason, sizeof(reason), "slot %d is out of range (0..%u)", slot,
+  snprintf(reason,
+           sizeof(reason),
+           "slot %d is out of range (0..%u)",
+           slot,
            count - 1U);
   fail_slot(server, peer, path, slot, reason);
   return false;
 }
 
 static void
-reply_done(FlOscServer* server, const FlOscPeer* peer, const char* path,
-           int32_t value, bool with_value)
+reply_done(FlOscServer*     server,
+           const FlOscPeer* peer,
+           const char*      path,
+           int32_t          value,
+           bool             with_value)
 {
   lo_message const message = lo_message_new();
   lo_message_add_string(message, path);
@@ -87,16 +99,20 @@ start_time_of(const FlApi* api, lo_timetag time)
 
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
-  const double target = (double)time.sec - NTP_UNIX_OFFSET +
-                        (double)time.frac / 4294967296.0;
+  const double target =
+    (double)time.sec - NTP_UNIX_OFFSET + (double)time.frac / 4294967296.0;
   const double ahead_usecs =
     (target - ((double)now.tv_sec + (double)now.tv_nsec * 1e-9)) * 1e6;
   return api->now_usecs() + (int64_t)llround(ahead_usecs);
 }
 
 static void
-on_load(void* data, FlOscServer* server, const FlOscPeer* peer,
-        const char* types, lo_arg* const* argv, lo_timetag time)
+on_load(void*            data,
+        FlOscServer*     server,
+        const FlOscPeer* peer,
+        const char*      types,
+        lo_arg* const*   argv,
+        lo_timetag       time)
 {
   (void)types;
   (void)time;
@@ -107,19 +123,26 @@ on_load(void* data, FlOscServer* server, const FlOscPeer* peer,
   }
 
   const FlStatus status =
-    api->loader ? fl_loader_load(api->loader, (uint32_t)slot, arg_string(argv[1]),
-                                 peer, sizeof(*peer))
-                : FL_ERR_QUEUE_FULL;
+    api->loader
+      ? fl_loader_load(
+          api->loader, (uint32_t)slot, arg_string(argv[1]), peer, sizeof(*peer))
+      : FL_ERR_QUEUE_FULL;
   if (status) {
-    fail_slot(server, peer, "/load", slot,
-              status == FL_ERR_QUEUE_FULL ? "queue full"
-                                          : fl_strerror(status));
+    fail_slot(server,
+              peer,
+              "/load",
+              slot,
+              status == FL_ERR_QUEUE_FULL ? "queue full" : fl_strerror(status));
   }
 }
 
 static void
-on_play(void* data, FlOscServer* server, const FlOscPeer* peer,
-        const char* types, lo_arg* const* argv, lo_timetag time)
+on_play(void*            data,
+        FlOscServer*     server,
+        const FlOscPeer* peer,
+        const char*      types,
+        lo_arg* const*   argv,
+        lo_timetag       time)
 {
   FlApi* const  api  = (FlApi*)data;
   const int32_t slot = arg_int(argv[0]);
@@ -131,7 +154,9 @@ on_play(void* data, FlOscServer* server, const FlOscPeer* peer,
   float velocity = 0.0f;
   if (types[1] == 'i') {
     if (arg_int(argv[1]) < 0 || arg_int(argv[1]) > 127) {
-      snprintf(reason, sizeof(reason), "velocity %d is not in 0..127",
+      snprintf(reason,
+               sizeof(reason),
+               "velocity %d is not in 0..127",
                arg_int(argv[1]));
       fail_slot(server, peer, "/play", slot, reason);
       return;
@@ -140,26 +165,26 @@ on_play(void* data, FlOscServer* server, const FlOscPeer* peer,
   } else {
     velocity = arg_float(argv[1]);
     if (!(velocity >= 0.0f && velocity <= 1.0f)) {
-      snprintf(reason, sizeof(reason), "velocity %g is not in [0, 1]",
+      snprintf(reason,
+               sizeof(reason),
+               "velocity %g is not in [0, 1]",
                (double)velocity);
       fail_slot(server, peer, "/play", slot, reason);
       return;
     }
   }
 
-  FlBackendStats backend = {0};
+  FlBackendStats backend = { 0 };
   if (api->backend) {
     fl_backend_stats(api->backend, false, &backend);
   }
   if (api->backend && !backend.connected) {
-    fail_slot(server, peer, "/play", slot,
-              "not connected to the JACK server");
+    fail_slot(server, peer, "/play", slot, "not connected to the JACK server");
     return;
   }
 
-  const FlStatus status =
-    fl_engine_play(api->engine, (uint32_t)slot, velocity,
-                   start_time_of(api, time));
+  const FlStatus status = fl_engine_play(
+    api->engine, (uint32_t)slot, velocity, start_time_of(api, time));
   api->plays_queued += status == FL_SUCCESS;
   if (status == FL_ERR_EMPTY_SLOT) {
     snprintf(reason, sizeof(reason), "slot %d is empty", slot);
@@ -172,8 +197,12 @@ on_play(void* data, FlOscServer* server, const FlOscPeer* peer,
 }
 
 static void
-on_stop(void* data, FlOscServer* server, const FlOscPeer* peer,
-        const char* types, lo_arg* const* argv, lo_timetag time)
+on_stop(void*            data,
+        FlOscServer*     server,
+        const FlOscPeer* peer,
+        const char*      types,
+        lo_arg* const*   argv,
+        lo_timetag       time)
 {
   (void)time;
   FlApi* const  api  = (FlApi*)data;
@@ -189,8 +218,12 @@ on_stop(void* data, FlOscServer* server, const FlOscPeer* peer,
 }
 
 static void
-on_unload(void* data, FlOscServer* server, const FlOscPeer* peer,
-          const char* types, lo_arg* const* argv, lo_timetag time)
+on_unload(void*            data,
+          FlOscServer*     server,
+          const FlOscPeer* peer,
+          const char*      types,
+          lo_arg* const*   argv,
+          lo_timetag       time)
 {
   (void)types;
   (void)time;
@@ -205,15 +238,21 @@ on_unload(void* data, FlOscServer* server, const FlOscPeer* peer,
       ? fl_loader_unload(api->loader, (uint32_t)slot, peer, sizeof(*peer))
       : FL_ERR_QUEUE_FULL;
   if (status) {
-    fail_slot(server, peer, "/unload", slot,
-              status == FL_ERR_QUEUE_FULL ? "queue full"
-                                          : fl_strerror(status));
+    fail_slot(server,
+              peer,
+              "/unload",
+              slot,
+              status == FL_ERR_QUEUE_FULL ? "queue full" : fl_strerror(status));
   }
 }
 
 static void
-on_query(void* data, FlOscServer* server, const FlOscPeer* peer,
-         const char* types, lo_arg* const* argv, lo_timetag time)
+on_query(void*            data,
+         FlOscServer*     server,
+         const FlOscPeer* peer,
+         const char*      types,
+         lo_arg* const*   argv,
+         lo_timetag       time)
 {
   (void)types;
   (void)time;
@@ -244,15 +283,19 @@ clamp_int32(uint64_t value)
 }
 
 static void
-on_status(void* data, FlOscServer* server, const FlOscPeer* peer,
-          const char* types, lo_arg* const* argv, lo_timetag time)
+on_status(void*            data,
+          FlOscServer*     server,
+          const FlOscPeer* peer,
+          const char*      types,
+          lo_arg* const*   argv,
+          lo_timetag       time)
 {
   (void)types;
   (void)argv;
   (void)time;
   FlApi* const   api     = (FlApi*)data;
-  FlEngineStats  engine  = {0};
-  FlBackendStats backend = {0};
+  FlEngineStats  engine  = { 0 };
+  FlBackendStats backend = { 0 };
   fl_engine_stats(api->engine, &engine);
   if (api->backend) {
     fl_backend_stats(api->backend, true, &backend);
@@ -277,14 +320,18 @@ on_status(void* data, FlOscServer* server, const FlOscPeer* peer,
 }
 
 static void
-on_stats(void* data, FlOscServer* server, const FlOscPeer* peer,
-         const char* types, lo_arg* const* argv, lo_timetag time)
+on_stats(void*            data,
+         FlOscServer*     server,
+         const FlOscPeer* peer,
+         const char*      types,
+         lo_arg* const*   argv,
+         lo_timetag       time)
 {
   (void)types;
   (void)argv;
   (void)time;
   FlApi* const  api    = (FlApi*)data;
-  FlEngineStats engine = {0};
+  FlEngineStats engine = { 0 };
   FlOscCounters counters;
   fl_engine_stats(api->engine, &engine);
   fl_osc_counters(server, &counters);
@@ -301,8 +348,12 @@ on_stats(void* data, FlOscServer* server, const FlOscPeer* peer,
 }
 
 static void
-on_ping(void* data, FlOscServer* server, const FlOscPeer* peer,
-        const char* types, lo_arg* const* argv, lo_timetag time)
+on_ping(void*            data,
+        FlOscServer*     server,
+        const FlOscPeer* peer,
+        const char*      types,
+        lo_arg* const*   argv,
+        lo_timetag       time)
 {
   (void)data;
   (void)types;
@@ -316,8 +367,12 @@ on_ping(void* data, FlOscServer* server, const FlOscPeer* peer,
 }
 
 static void
-on_notify(void* data, FlOscServer* server, const FlOscPeer* peer,
-          const char* types, lo_arg* const* argv, lo_timetag time)
+on_notify(void*            data,
+          FlOscServer*     server,
+          const FlOscPeer* peer,
+          const char*      types,
+          lo_arg* const*   argv,
+          lo_timetag       time)
 {
   (void)data;
   (void)types;
@@ -328,8 +383,12 @@ on_notify(void* data, FlOscServer* server, const FlOscPeer* peer,
 }
 
 static void
-on_quit(void* data, FlOscServer* server, const FlOscPeer* peer,
-        const char* types, lo_arg* const* argv, lo_timetag time)
+on_quit(void*            data,
+        FlOscServer*     server,
+        const FlOscPeer* peer,
+        const char*      types,
+        lo_arg* const*   argv,
+        lo_timetag       time)
 {
   (void)types;
   (void)argv;
@@ -341,19 +400,18 @@ on_quit(void* data, FlOscServer* server, const FlOscPeer* peer,
   }
 }
 
-static const char* const forms_load[]   = {"is", NULL};
-static const char* const forms_play[]   = {"if", "ii", NULL};
-static const char* const forms_stop[]   = {"", "i", NULL};
-static const char* const forms_slot[]   = {"i", NULL};
-static const char* const forms_none[]   = {"", NULL};
+static const char* const forms_load[] = { "is", NULL };
+static const char* const forms_play[] = { "if", "ii", NULL };
+static const char* const forms_stop[] = { "", "i", NULL };
+static const char* const forms_slot[] = { "i", NULL };
+static const char* const forms_none[] = { "", NULL };
 
 static const FlOscMethod methods[] = {
-  {"/load", forms_load, on_load},     {"/play", forms_play, on_play},
-  {"/stop", forms_stop, on_stop},     {"/unload", forms_slot, on_unload},
-  {"/query", forms_slot, on_query},   {"/status", forms_none, on_status},
-  {"/stats", forms_none, on_stats},   {"/ping", forms_none, on_ping},
-  {"/notify", forms_slot, on_notify},
-  {"/quit", forms_none, on_quit},
+  { "/load", forms_load, on_load },     { "/play", forms_play, on_play },
+  { "/stop", forms_stop, on_stop },     { "/unload", forms_slot, on_unload },
+  { "/query", forms_slot, on_query },   { "/status", forms_none, on_status },
+  { "/stats", forms_none, on_stats },   { "/ping", forms_none, on_ping },
+  { "/notify", forms_slot, on_notify }, { "/quit", forms_none, on_quit },
 };
 
 const FlOscMethod*
@@ -369,7 +427,8 @@ fl_api_print_table(FILE* stream)
   for (size_t i = 0U; i < sizeof(methods) / sizeof(methods[0]); ++i) {
     fprintf(stream, "%s", methods[i].path);
     for (size_t f = 0U; methods[i].forms[f]; ++f) {
-      fprintf(stream, " %s", methods[i].forms[f][0] ? methods[i].forms[f] : "-");
+      fprintf(
+        stream, " %s", methods[i].forms[f][0] ? methods[i].forms[f] : "-");
     }
     fprintf(stream, "\n");
   }
@@ -393,19 +452,21 @@ fl_api_load_done(void* data, const FlLoadResult* result)
   lo_message_add_int32(message, (int32_t)result->slot);
   if (result->status) {
     lo_message_add_string(message, result->reason);
-    fl_log(FL_LOG_INFO, "%s %u failed: %s", path, result->slot,
-           result->reason);
+    fl_log(FL_LOG_INFO, "%s %u failed: %s", path, result->slot, result->reason);
   } else if (result->type != FL_REQUEST_UNLOAD) {
     lo_message_add_int32(message, (int32_t)result->frame_count);
     lo_message_add_int32(message, (int32_t)result->channels);
     lo_message_add_int32(message, (int32_t)result->source_rate);
-    fl_log(FL_LOG_DEBUG, "slot %u: %u frames, %u channels, %u Hz source",
-           result->slot, result->frame_count, result->channels,
+    fl_log(FL_LOG_DEBUG,
+           "slot %u: %u frames, %u channels, %u Hz source",
+           result->slot,
+           result->frame_count,
+           result->channels,
            result->source_rate);
   }
   if (api->server) {
-    fl_osc_post(api->server, peer, true, result->status ? "/fail" : "/done",
-                message);
+    fl_osc_post(
+      api->server, peer, true, result->status ? "/fail" : "/done", message);
   } else {
     lo_message_free(message);
   }

@@ -17,11 +17,11 @@ struct FlBackendImpl {
   jack_port_t*    ports[FL_MAX_OUTPUTS];
 
   /* Written by JACK's threads, read by the main and OSC threads. */
-  atomic_bool  lost;
-  atomic_bool  connected;
-  atomic_uint  sample_rate;
-  atomic_uint  period_frames;
-  atomic_uint  xruns;
+  atomic_bool   lost;
+  atomic_bool   connected;
+  atomic_uint   sample_rate;
+  atomic_uint   period_frames;
+  atomic_uint   xruns;
   _Atomic float load_avg_pct;  /* RT writes */
   _Atomic float load_peak_pct; /* RT raises, readers reset */
 };
@@ -42,24 +42,26 @@ on_process(jack_nframes_t frame_count, void* data)
   struct timespec  begin;
   clock_gettime(CLOCK_MONOTONIC, &begin);
 
-  jack_nframes_t first_frame = 0U;
-  jack_time_t    usecs       = 0U;
-  jack_time_t    next_usecs  = 0U;
+  jack_nframes_t first_frame  = 0U;
+  jack_time_t    usecs        = 0U;
+  jack_time_t    next_usecs   = 0U;
   float          period_usecs = 0.0f;
-  if (jack_get_cycle_times(backend->client, &first_frame, &usecs, &next_usecs,
-                           &period_usecs)) {
+  if (jack_get_cycle_times(
+        backend->client, &first_frame, &usecs, &next_usecs, &period_usecs)) {
     first_frame = jack_last_frame_time(backend->client);
     usecs       = jack_frames_to_time(backend->client, first_frame);
-    next_usecs  = jack_frames_to_time(backend->client, first_frame + frame_count);
+    next_usecs =
+      jack_frames_to_time(backend->client, first_frame + frame_count);
   }
 
-  float* outputs[FL_MAX_OUTPUTS] = {NULL, NULL};
+  float* outputs[FL_MAX_OUTPUTS] = { NULL, NULL };
   for (uint32_t c = 0U; c < backend->config.output_count; ++c) {
     outputs[c] = (float*)jack_port_get_buffer(backend->ports[c], frame_count);
   }
 
-  const FlPeriod period = {frame_count, first_frame, (int64_t)usecs,
-                           (int64_t)next_usecs};
+  const FlPeriod period = {
+    frame_count, first_frame, (int64_t)usecs, (int64_t)next_usecs
+  };
   fl_engine_process(backend->config.engine, &period, outputs);
 
   /* DSP load: our share of the period, as JACK's own load figure is for the
@@ -72,12 +74,12 @@ on_process(jack_nframes_t frame_count, void* data)
       (float)((seconds_of(&end) - seconds_of(&begin)) * 1e6 / span * 100.0);
     const float avg =
       atomic_load_explicit(&backend->load_avg_pct, memory_order_relaxed);
-    atomic_store_explicit(&backend->load_avg_pct, avg + (load - avg) * 0.05f,
-                          memory_order_relaxed);
+    atomic_store_explicit(
+      &backend->load_avg_pct, avg + (load - avg) * 0.05f, memory_order_relaxed);
     if (load >
         atomic_load_explicit(&backend->load_peak_pct, memory_order_relaxed)) {
-      atomic_store_explicit(&backend->load_peak_pct, load,
-                            memory_order_relaxed);
+      atomic_store_explicit(
+        &backend->load_peak_pct, load, memory_order_relaxed);
     }
   }
   return 0;
@@ -111,8 +113,8 @@ static int
 on_sample_rate(jack_nframes_t sample_rate, void* data)
 {
   FlBackend* const backend = (FlBackend*)data;
-  atomic_store_explicit(&backend->sample_rate, sample_rate,
-                        memory_order_relaxed);
+  atomic_store_explicit(
+    &backend->sample_rate, sample_rate, memory_order_relaxed);
   if (backend->config.wake) {
     backend->config.wake(backend->config.wake_data);
   }
@@ -125,8 +127,8 @@ on_buffer_size(jack_nframes_t frame_count, void* data)
   /* The engine renders any period length without buffers of its own, so
      there is nothing to resize; the length is kept for /status. */
   FlBackend* const backend = (FlBackend*)data;
-  atomic_store_explicit(&backend->period_frames, frame_count,
-                        memory_order_relaxed);
+  atomic_store_explicit(
+    &backend->period_frames, frame_count, memory_order_relaxed);
   return 0;
 }
 
@@ -183,9 +185,11 @@ fl_backend_free(FlBackend* backend)
 static void
 connect_physical(FlBackend* backend)
 {
-  const char** const playback = jack_get_ports(
-    backend->client, NULL, JACK_DEFAULT_AUDIO_TYPE,
-    JackPortIsPhysical | JackPortIsInput);
+  const char** const playback =
+    jack_get_ports(backend->client,
+                   NULL,
+                   JACK_DEFAULT_AUDIO_TYPE,
+                   JackPortIsPhysical | JackPortIsInput);
   if (!playback || !playback[0]) {
     fl_log(FL_LOG_WARNING, "--connect: no physical playback ports");
     jack_free(playback);
@@ -199,7 +203,9 @@ connect_physical(FlBackend* backend)
     const int error =
       jack_connect(backend->client, jack_port_name(port), playback[i]);
     if (error) {
-      fl_log(FL_LOG_WARNING, "cannot connect %s to %s", jack_port_name(port),
+      fl_log(FL_LOG_WARNING,
+             "cannot connect %s to %s",
+             jack_port_name(port),
              playback[i]);
     }
   }
@@ -213,7 +219,9 @@ fl_backend_open(FlBackend* backend, char* reason, size_t reason_size)
   backend->client =
     jack_client_open(backend->client_name, JackNoStartServer, &status);
   if (!backend->client) {
-    snprintf(reason, reason_size, "cannot connect to the JACK server%s",
+    snprintf(reason,
+             reason_size,
+             "cannot connect to the JACK server%s",
              (status & JackServerFailed) ? " (is it running?)" : "");
     return FL_ERR_OPEN;
   }
@@ -261,7 +269,8 @@ fl_backend_open(FlBackend* backend, char* reason, size_t reason_size)
   if (backend->config.connect_physical) {
     connect_physical(backend);
   }
-  fl_log(FL_LOG_INFO, "JACK client '%s' active at %u Hz, period %u",
+  fl_log(FL_LOG_INFO,
+         "JACK client '%s' active at %u Hz, period %u",
          jack_get_client_name(backend->client),
          jack_get_sample_rate(backend->client),
          jack_get_buffer_size(backend->client));
@@ -302,10 +311,10 @@ fl_backend_stats(FlBackend* backend, bool reset_peak, FlBackendStats* stats)
   stats->load_avg_pct =
     atomic_load_explicit(&backend->load_avg_pct, memory_order_relaxed);
   stats->load_peak_pct =
-    reset_peak ? atomic_exchange_explicit(&backend->load_peak_pct, 0.0f,
-                                          memory_order_relaxed)
-               : atomic_load_explicit(&backend->load_peak_pct,
-                                      memory_order_relaxed);
+    reset_peak
+      ? atomic_exchange_explicit(
+          &backend->load_peak_pct, 0.0f, memory_order_relaxed)
+      : atomic_load_explicit(&backend->load_peak_pct, memory_order_relaxed);
 }
 
 int64_t

@@ -20,10 +20,10 @@ typedef struct {
 typedef _Atomic(FlSample*) Slot;
 
 struct FlBankImpl {
-  uint32_t            slot_count;
-  Slot*               slots;
-  pthread_mutex_t     info_lock;
-  SlotInfo*           info; /* guarded by info_lock */
+  uint32_t        slot_count;
+  Slot*           slots;
+  pthread_mutex_t info_lock;
+  SlotInfo*       info; /* guarded by info_lock */
 };
 
 FlBank*
@@ -39,8 +39,8 @@ fl_bank_new(uint32_t slot_count)
   }
 
   bank->slot_count = slot_count;
-  bank->slots = (Slot*)calloc(slot_count, sizeof(Slot));
-  bank->info  = (SlotInfo*)calloc(slot_count, sizeof(SlotInfo));
+  bank->slots      = (Slot*)calloc(slot_count, sizeof(Slot));
+  bank->info       = (SlotInfo*)calloc(slot_count, sizeof(SlotInfo));
   if (!bank->slots || !bank->info ||
       pthread_mutex_init(&bank->info_lock, NULL)) {
     free(bank->info);
@@ -102,8 +102,8 @@ fl_bank_exchange(FlBank* bank, uint32_t slot, FlSample* sample)
 
   /* Release publishes the sample's contents with the pointer; acquire makes
      the RT thread's earlier bookkeeping in the old sample visible to us. */
-  return atomic_exchange_explicit(&bank->slots[slot], sample,
-                                  memory_order_acq_rel);
+  return atomic_exchange_explicit(
+    &bank->slots[slot], sample, memory_order_acq_rel);
 }
 
 FL_REALTIME FlSample*
@@ -112,8 +112,7 @@ fl_bank_get(const FlBank* bank, uint32_t slot)
   /* Acquire pairs with the release in fl_bank_exchange(). The cast drops a
      const that C11 atomics do not allow on a load's argument in every
      compiler. */
-  return atomic_load_explicit((Slot*)&bank->slots[slot],
-                              memory_order_acquire);
+  return atomic_load_explicit((Slot*)&bank->slots[slot], memory_order_acquire);
 }
 
 bool

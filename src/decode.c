@@ -26,20 +26,24 @@ static int
 converter_of(FlQuality quality)
 {
   switch (quality) {
-  case FL_QUALITY_BEST:
-    return SRC_SINC_BEST_QUALITY;
-  case FL_QUALITY_FASTEST:
-    return SRC_SINC_FASTEST;
-  case FL_QUALITY_MEDIUM:
-    break;
+    case FL_QUALITY_BEST:
+      return SRC_SINC_BEST_QUALITY;
+    case FL_QUALITY_FASTEST:
+      return SRC_SINC_FASTEST;
+    case FL_QUALITY_MEDIUM:
+      break;
   }
   return SRC_SINC_MEDIUM_QUALITY;
 }
 
 /* Read every frame into `sample`, which has room for `frame_count`. */
 static FlStatus
-read_direct(SNDFILE* file, FlSample* sample, sf_count_t frame_count,
-            const char* path, char* reason, size_t reason_size)
+read_direct(SNDFILE*    file,
+            FlSample*   sample,
+            sf_count_t  frame_count,
+            const char* path,
+            char*       reason,
+            size_t      reason_size)
 {
   /* One call for the rest of the file: libsndfile reads large blocks
      itself, and a float file at the engine's rate becomes one read(). */
@@ -54,9 +58,12 @@ read_direct(SNDFILE* file, FlSample* sample, sf_count_t frame_count,
   }
 
   if (done < frame_count) {
-    snprintf(reason, reason_size,
+    snprintf(reason,
+             reason_size,
              "'" SHOWN_PATH "' is truncated: %lld of %lld frames could be read",
-             path, (long long)done, (long long)frame_count);
+             path,
+             (long long)done,
+             (long long)frame_count);
     return FL_ERR_READ;
   }
   return FL_SUCCESS;
@@ -87,32 +94,32 @@ read_direct(SNDFILE* file, FlSample* sample, sf_count_t frame_count,
 
 typedef struct {
   pthread_t  thread;
-  SNDFILE*   file;        /* its own handle (part 0: the caller's) */
+  SNDFILE*   file; /* its own handle (part 0: the caller's) */
   int        converter;
   double     ratio;
   uint32_t   channels;
-  sf_count_t read_from;   /* first input frame decoded */
-  sf_count_t read_to;     /* input frames to decode up to (exclusive) */
-  bool       last;        /* drains the converter at the end */
-  uint64_t   out_first;   /* global output frame of read_from */
-  uint64_t   keep_from;   /* O_i: first output frame this part keeps */
-  uint64_t   keep_to;     /* O_{i+1}, or capacity for the last part */
-  float*     frames;      /* the sample's frames */
-  uint64_t   kept_to;     /* output: end of what it kept */
-  sf_count_t read;        /* output: input frames it decoded */
-  int        error;       /* libsamplerate error, or -1 for memory */
+  sf_count_t read_from; /* first input frame decoded */
+  sf_count_t read_to;   /* input frames to decode up to (exclusive) */
+  bool       last;      /* drains the converter at the end */
+  uint64_t   out_first; /* global output frame of read_from */
+  uint64_t   keep_from; /* O_i: first output frame this part keeps */
+  uint64_t   keep_to;   /* O_{i+1}, or capacity for the last part */
+  float*     frames;    /* the sample's frames */
+  uint64_t   kept_to;   /* output: end of what it kept */
+  sf_count_t read;      /* output: input frames it decoded */
+  int        error;     /* libsamplerate error, or -1 for memory */
 } Part;
 
 static void*
 run_part(void* argument)
 {
-  Part* const    part     = (Part*)argument;
-  const uint32_t channels = part->channels;
-  const long     out_capacity =
-    (long)ceil(CHUNK_FRAMES * part->ratio) + 16;
-  float* const chunk  = (float*)malloc((size_t)CHUNK_FRAMES * channels * 4U);
-  float* const output = (float*)malloc((size_t)out_capacity * channels * 4U);
-  SRC_STATE* const state = src_new(part->converter, (int)channels, &part->error);
+  Part* const    part         = (Part*)argument;
+  const uint32_t channels     = part->channels;
+  const long     out_capacity = (long)ceil(CHUNK_FRAMES * part->ratio) + 16;
+  float* const   chunk  = (float*)malloc((size_t)CHUNK_FRAMES * channels * 4U);
+  float* const   output = (float*)malloc((size_t)out_capacity * channels * 4U);
+  SRC_STATE* const state =
+    src_new(part->converter, (int)channels, &part->error);
   if (!chunk || !output || !state) {
     part->error = part->error ? part->error : -1;
     goto done;
@@ -135,7 +142,7 @@ run_part(void* argument)
     at += got > 0 ? got : 0;
     eof = got < want || at >= part->read_to;
 
-    SRC_DATA data     = {0};
+    SRC_DATA data     = { 0 };
     data.data_in      = chunk;
     data.input_frames = got > 0 ? (long)got : 0;
     data.end_of_input = eof && part->last;
@@ -191,9 +198,15 @@ gcd_of(sf_count_t a, sf_count_t b)
 }
 
 static FlStatus
-read_resampled(int fd, SNDFILE* file, FlSample* sample,
-               sf_count_t frame_count, uint64_t capacity, int converter,
-               const char* path, char* reason, size_t reason_size)
+read_resampled(int         fd,
+               SNDFILE*    file,
+               FlSample*   sample,
+               sf_count_t  frame_count,
+               uint64_t    capacity,
+               int         converter,
+               const char* path,
+               char*       reason,
+               size_t      reason_size)
 {
   const sf_count_t in_rate  = sample->source_rate;
   const sf_count_t out_rate = sample->sample_rate;
@@ -204,14 +217,14 @@ read_resampled(int fd, SNDFILE* file, FlSample* sample,
     (PRE_ROLL_FRAMES + in_step - 1) / in_step * in_step;
 
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  cores      = cores < 1 ? 1 : cores > (long)MAX_PARTS ? (long)MAX_PARTS : cores;
+  cores = cores < 1 ? 1 : cores > (long)MAX_PARTS ? (long)MAX_PARTS : cores;
   uint32_t part_count =
     (double)frame_count / (double)in_rate < PARALLEL_MIN_SECONDS
       ? 1U
       : (uint32_t)cores;
 
   /* Cut points S_i on the in_step grid; drop parts that come out empty. */
-  sf_count_t cuts[MAX_PARTS + 1U] = {0};
+  sf_count_t cuts[MAX_PARTS + 1U] = { 0 };
   for (uint32_t i = 1U; i < part_count; ++i) {
     cuts[i] = frame_count * i / part_count / in_step * in_step;
     if (cuts[i] <= cuts[i - 1U] + pre_roll) {
@@ -231,10 +244,9 @@ read_resampled(int fd, SNDFILE* file, FlSample* sample,
     part->channels   = sample->channels;
     part->last       = i + 1U == part_count;
     part->read_from  = i ? cuts[i] - pre_roll : 0;
-    part->read_to =
-      part->last ? frame_count : cuts[i + 1U] + pre_roll;
-    part->out_first = (uint64_t)(part->read_from / in_step * out_step);
-    part->keep_from = (uint64_t)(cuts[i] / in_step * out_step);
+    part->read_to    = part->last ? frame_count : cuts[i + 1U] + pre_roll;
+    part->out_first  = (uint64_t)(part->read_from / in_step * out_step);
+    part->keep_from  = (uint64_t)(cuts[i] / in_step * out_step);
     part->keep_to =
       part->last ? capacity : (uint64_t)(cuts[i + 1U] / in_step * out_step);
     part->kept_to = part->keep_from;
@@ -246,13 +258,15 @@ read_resampled(int fd, SNDFILE* file, FlSample* sample,
          may name another file by now). */
       char proc_path[64];
       snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", fd);
-      SF_INFO info = {0};
+      SF_INFO info = { 0 };
       part->file   = sf_open(proc_path, SFM_READ, &info);
-      if (!part->file ||
-          pthread_create(&part->thread, NULL, run_part, part)) {
+      if (!part->file || pthread_create(&part->thread, NULL, run_part, part)) {
         status = FL_ERR_READ;
-        snprintf(reason, reason_size, "cannot read '" SHOWN_PATH "' again: %s",
-                 path, part->file ? "no thread" : sf_strerror(NULL));
+        snprintf(reason,
+                 reason_size,
+                 "cannot read '" SHOWN_PATH "' again: %s",
+                 path,
+                 part->file ? "no thread" : sf_strerror(NULL));
         if (part->file) {
           sf_close(part->file);
           part->file = NULL;
@@ -278,7 +292,9 @@ read_resampled(int fd, SNDFILE* file, FlSample* sample,
     }
     if (status == FL_SUCCESS && part->error) {
       status = part->error == -1 ? FL_ERR_NO_MEMORY : FL_ERR_RESAMPLE;
-      snprintf(reason, reason_size, "cannot resample '" SHOWN_PATH "': %s",
+      snprintf(reason,
+               reason_size,
+               "cannot resample '" SHOWN_PATH "': %s",
                path,
                part->error == -1   ? "out of memory"
                : part->error == -2 ? "cannot seek in the file"
@@ -291,10 +307,13 @@ read_resampled(int fd, SNDFILE* file, FlSample* sample,
                     : part->kept_to < part->keep_to)) {
       status = FL_ERR_READ;
       read   = part->read_from + part->read;
-      snprintf(reason, reason_size,
+      snprintf(reason,
+               reason_size,
                "'" SHOWN_PATH "' is truncated: %lld of %lld frames could be "
                "read",
-               path, (long long)read, (long long)frame_count);
+               path,
+               (long long)read,
+               (long long)frame_count);
     }
     produced = part->kept_to;
   }
@@ -314,30 +333,30 @@ declared_frames(SNDFILE* file, const SF_INFO* info)
 {
   int bytes = 0;
   switch (info->format & SF_FORMAT_SUBMASK) {
-  case SF_FORMAT_PCM_S8:
-  case SF_FORMAT_PCM_U8:
-    bytes = 1;
-    break;
-  case SF_FORMAT_PCM_16:
-    bytes = 2;
-    break;
-  case SF_FORMAT_PCM_24:
-    bytes = 3;
-    break;
-  case SF_FORMAT_PCM_32:
-  case SF_FORMAT_FLOAT:
-    bytes = 4;
-    break;
-  case SF_FORMAT_DOUBLE:
-    bytes = 8;
-    break;
-  default:
-    return info->frames;
+    case SF_FORMAT_PCM_S8:
+    case SF_FORMAT_PCM_U8:
+      bytes = 1;
+      break;
+    case SF_FORMAT_PCM_16:
+      bytes = 2;
+      break;
+    case SF_FORMAT_PCM_24:
+      bytes = 3;
+      break;
+    case SF_FORMAT_PCM_32:
+    case SF_FORMAT_FLOAT:
+      bytes = 4;
+      break;
+    case SF_FORMAT_DOUBLE:
+      bytes = 8;
+      break;
+    default:
+      return info->frames;
   }
 
   char log[4096];
   sf_command(file, SFC_GET_LOG_INFO, log, sizeof(log));
-  static const char* const chunks[] = {"\ndata : ", "\nSSND : "};
+  static const char* const chunks[] = { "\ndata : ", "\nSSND : " };
   for (size_t i = 0U; i < 2U; ++i) {
     const char* const line = strstr(log, chunks[i]);
     const char* const end  = line ? strchr(line + 1, '\n') : NULL;
@@ -363,68 +382,90 @@ fl_decode_file(const char*           path,
      directories and FIFOs (which would block) before libsndfile sees them. */
   const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
-    snprintf(reason, reason_size, "cannot open '" SHOWN_PATH "': %s", path,
+    snprintf(reason,
+             reason_size,
+             "cannot open '" SHOWN_PATH "': %s",
+             path,
              strerror(errno));
     return FL_ERR_OPEN;
   }
 
   struct stat st;
   if (fstat(fd, &st)) {
-    snprintf(reason, reason_size, "cannot open '" SHOWN_PATH "': %s", path,
+    snprintf(reason,
+             reason_size,
+             "cannot open '" SHOWN_PATH "': %s",
+             path,
              strerror(errno));
     close(fd);
     return FL_ERR_OPEN;
   }
   if (!S_ISREG(st.st_mode)) {
-    snprintf(reason, reason_size, "cannot open '" SHOWN_PATH "': %s", path,
+    snprintf(reason,
+             reason_size,
+             "cannot open '" SHOWN_PATH "': %s",
+             path,
              S_ISDIR(st.st_mode) ? "Is a directory" : "not a regular file");
     close(fd);
     return FL_ERR_OPEN;
   }
   if (st.st_size == 0) {
-    snprintf(reason, reason_size, "'" SHOWN_PATH "' holds no audio frames",
-             path);
+    snprintf(
+      reason, reason_size, "'" SHOWN_PATH "' holds no audio frames", path);
     close(fd);
     return FL_ERR_EMPTY_FILE;
   }
 
-  SF_INFO        info = {0};
+  SF_INFO        info = { 0 };
   SNDFILE* const file = sf_open_fd(fd, SFM_READ, &info, SF_TRUE);
   if (!file) {
     /* libsndfile closed fd on this error (close_desc is true). */
-    snprintf(reason, reason_size, "cannot open '" SHOWN_PATH "': %s", path,
+    snprintf(reason,
+             reason_size,
+             "cannot open '" SHOWN_PATH "': %s",
+             path,
              sf_strerror(NULL));
     return FL_ERR_FORMAT;
   }
 
-  FlStatus status = FL_SUCCESS;
+  FlStatus         status   = FL_SUCCESS;
   const sf_count_t declared = declared_frames(file, &info);
   if (declared > info.frames && info.channels >= 1 && info.channels <= 2) {
-    snprintf(reason, reason_size,
+    snprintf(reason,
+             reason_size,
              "'" SHOWN_PATH "' is truncated: %lld of %lld frames could be read",
-             path, (long long)info.frames, (long long)declared);
+             path,
+             (long long)info.frames,
+             (long long)declared);
     status = FL_ERR_READ;
   } else if (info.channels < 1 || info.channels > 2) {
-    snprintf(reason, reason_size,
+    snprintf(reason,
+             reason_size,
              "unsupported channel layout: %d channels (mono and stereo are "
              "supported)",
              info.channels);
     status = FL_ERR_CHANNELS;
   } else if (info.frames <= 0) {
-    snprintf(reason, reason_size, "'" SHOWN_PATH "' holds no audio frames",
-             path);
+    snprintf(
+      reason, reason_size, "'" SHOWN_PATH "' holds no audio frames", path);
     status = FL_ERR_EMPTY_FILE;
   } else if (info.samplerate <= 0) {
-    snprintf(reason, reason_size, "cannot open '" SHOWN_PATH "': bad sample rate %d",
-             path, info.samplerate);
+    snprintf(reason,
+             reason_size,
+             "cannot open '" SHOWN_PATH "': bad sample rate %d",
+             path,
+             info.samplerate);
     status = FL_ERR_FORMAT;
   } else if ((double)info.frames / info.samplerate > config->max_seconds ||
              (double)info.frames * config->sample_rate / info.samplerate >
                (double)UINT32_MAX - 1024.0) {
-    snprintf(reason, reason_size,
+    snprintf(reason,
+             reason_size,
              "'" SHOWN_PATH "' is %.1f s long; the limit is %g s "
              "(--max-sample-seconds)",
-             path, (double)info.frames / info.samplerate, config->max_seconds);
+             path,
+             (double)info.frames / info.samplerate,
+             config->max_seconds);
     status = FL_ERR_TOO_LONG;
   }
   if (status) {
@@ -440,26 +481,34 @@ fl_decode_file(const char*           path,
     resample ? (uint64_t)ceil((double)info.frames * ratio) + 64U
              : (uint64_t)info.frames;
 
-  FlSample* const result = fl_sample_new_unfilled((uint32_t)capacity, channels,
-                                         config->sample_rate, source_rate, path);
+  FlSample* const result = fl_sample_new_unfilled(
+    (uint32_t)capacity, channels, config->sample_rate, source_rate, path);
   if (!result) {
-    snprintf(reason, reason_size,
-             "out of memory for '" SHOWN_PATH "' (%llu frames)", path,
+    snprintf(reason,
+             reason_size,
+             "out of memory for '" SHOWN_PATH "' (%llu frames)",
+             path,
              (unsigned long long)capacity);
     sf_close(file);
     return FL_ERR_NO_MEMORY;
   }
 
-  status = resample
-             ? read_resampled(fd, file, result, info.frames, capacity,
-                              converter_of(config->quality), path, reason,
-                              reason_size)
-             : read_direct(file, result, info.frames, path, reason,
-                           reason_size);
+  status =
+    resample
+      ? read_resampled(fd,
+                       file,
+                       result,
+                       info.frames,
+                       capacity,
+                       converter_of(config->quality),
+                       path,
+                       reason,
+                       reason_size)
+      : read_direct(file, result, info.frames, path, reason, reason_size);
   sf_close(file);
   if (status == FL_SUCCESS && result->frame_count == 0U) {
-    snprintf(reason, reason_size, "'" SHOWN_PATH "' holds no audio frames",
-             path);
+    snprintf(
+      reason, reason_size, "'" SHOWN_PATH "' holds no audio frames", path);
     status = FL_ERR_EMPTY_FILE;
   }
   if (status) {
@@ -582,7 +631,10 @@ fl_path_resolve(const char* root,
   } else {
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof(cwd))) {
-      snprintf(reason, reason_size, "cannot open '" SHOWN_PATH "': %s", path,
+      snprintf(reason,
+               reason_size,
+               "cannot open '" SHOWN_PATH "': %s",
+               path,
                strerror(errno));
       return FL_ERR_OPEN;
     }
@@ -590,7 +642,10 @@ fl_path_resolve(const char* root,
   }
 
   if (strlen(path) >= PATH_MAX || strlen(joined) >= PATH_MAX) {
-    snprintf(reason, reason_size, "cannot open '" SHOWN_PATH "...': %s", path,
+    snprintf(reason,
+             reason_size,
+             "cannot open '" SHOWN_PATH "...': %s",
+             path,
              strerror(ENAMETOOLONG));
     return FL_ERR_OPEN;
   }
@@ -599,7 +654,9 @@ fl_path_resolve(const char* root,
     char normal[PATH_MAX];
     normalize_lexically(joined, normal, sizeof(normal));
     if (!is_inside(root, normal)) {
-      snprintf(reason, reason_size, "'" SHOWN_PATH "' is outside the sample root",
+      snprintf(reason,
+               reason_size,
+               "'" SHOWN_PATH "' is outside the sample root",
                path);
       return FL_ERR_NOT_ALLOWED;
     }
@@ -609,23 +666,31 @@ fl_path_resolve(const char* root,
   if (!realpath(joined, real)) {
     const int error = errno;
     if (root && leads_outside(root, joined)) {
-      snprintf(reason, reason_size,
-               "'" SHOWN_PATH "' is outside the sample root", path);
+      snprintf(reason,
+               reason_size,
+               "'" SHOWN_PATH "' is outside the sample root",
+               path);
       return FL_ERR_NOT_ALLOWED;
     }
-    snprintf(reason, reason_size, "cannot open '" SHOWN_PATH "': %s", path,
+    snprintf(reason,
+             reason_size,
+             "cannot open '" SHOWN_PATH "': %s",
+             path,
              strerror(error));
     return FL_ERR_OPEN;
   }
 
   if (root && !is_inside(root, real)) {
-    snprintf(reason, reason_size, "'" SHOWN_PATH "' is outside the sample root",
-             path);
+    snprintf(
+      reason, reason_size, "'" SHOWN_PATH "' is outside the sample root", path);
     return FL_ERR_NOT_ALLOWED;
   }
 
   if (strlen(real) >= resolved_size) {
-    snprintf(reason, reason_size, "cannot open '" SHOWN_PATH "...': %s", path,
+    snprintf(reason,
+             reason_size,
+             "cannot open '" SHOWN_PATH "...': %s",
+             path,
              strerror(ENAMETOOLONG));
     return FL_ERR_OPEN;
   }

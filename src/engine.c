@@ -49,7 +49,7 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
   engine->commands     = fl_ring_new(command_capacity, sizeof(Command));
   engine->retirements  = fl_ring_new(RETIRE_CAPACITY, sizeof(Retirement));
   engine->events       = fl_ring_new(EVENT_CAPACITY, sizeof(FlSample*));
-  engine->voices    = (Voice*)calloc(engine->voice_count, sizeof(Voice));
+  engine->voices       = (Voice*)calloc(engine->voice_count, sizeof(Voice));
   engine->order     = (uint32_t*)calloc(engine->voice_count, sizeof(uint32_t));
   engine->free_list = (uint32_t*)calloc(engine->voice_count, sizeof(uint32_t));
   if (!engine->commands || !engine->retirements || !engine->events ||
@@ -116,8 +116,8 @@ static FlStatus
 queue_command(FlEngine* engine, const Command* command)
 {
   if (!fl_ring_write(engine->commands, command)) {
-    atomic_fetch_add_explicit(&engine->dropped_commands, 1U,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(
+      &engine->dropped_commands, 1U, memory_order_relaxed);
     return FL_ERR_QUEUE_FULL;
   }
   return FL_SUCCESS;
@@ -139,7 +139,7 @@ fl_engine_play(FlEngine* engine,
     return FL_ERR_EMPTY_SLOT;
   }
 
-  const Command command = {COMMAND_PLAY, slot, velocity, 0U, start_usecs};
+  const Command command = { COMMAND_PLAY, slot, velocity, 0U, start_usecs };
   return queue_command(engine, &command);
 }
 
@@ -150,7 +150,7 @@ fl_engine_stop(FlEngine* engine, uint32_t slot)
     return FL_ERR_BAD_SLOT;
   }
 
-  const Command command = {COMMAND_STOP, slot, 0.0f, 0U, FL_PLAY_NOW};
+  const Command command = { COMMAND_STOP, slot, 0.0f, 0U, FL_PLAY_NOW };
   return queue_command(engine, &command);
 }
 
@@ -164,9 +164,9 @@ fl_engine_publish(FlEngine* engine, uint32_t slot, FlSample* sample)
 
   /* The old sample may be in use by the RT thread until it has read this
      retirement, so it must reach the RT thread; wait for room. */
-  const Retirement retirement = {old, slot, sample == NULL};
+  const Retirement retirement = { old, slot, sample == NULL };
   while (!fl_ring_write(engine->retirements, &retirement)) {
-    const struct timespec millisecond = {0, 1000000L};
+    const struct timespec millisecond = { 0, 1000000L };
     nanosleep(&millisecond, NULL);
   }
 }

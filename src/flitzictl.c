@@ -109,12 +109,14 @@ static const FlCtlShape fl_ctl_shapes[] = {
 */
 static atomic_bool fl_ctl_interrupted;
 
-static void print_usage_line(FILE* stream)
+static void
+print_usage_line(FILE* stream)
 {
   fputs("Usage: flitzictl [OPTION]... COMMAND [ARG]...\n", stream);
 }
 
-static int usage_error(const char* format, const char* detail)
+static int
+usage_error(const char* format, const char* detail)
 {
   fputs("flitzictl: ", stderr);
   fprintf(stderr, format, detail);
@@ -124,7 +126,8 @@ static int usage_error(const char* format, const char* detail)
   return FL_CTL_USAGE;
 }
 
-static void print_help(void)
+static void
+print_help(void)
 {
   print_usage_line(stdout);
   fputs(
@@ -160,14 +163,16 @@ static void print_help(void)
 
 /* Time and deadlines */
 
-static int64_t now_ms(void)
+static int64_t
+now_ms(void)
 {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-static double now_seconds(void)
+static double
+now_seconds(void)
 {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
@@ -176,7 +181,8 @@ static double now_seconds(void)
 
 /* Receiving */
 
-static void on_lo_error(int number, const char* message, const char* where)
+static void
+on_lo_error(int number, const char* message, const char* where)
 {
   /* Reported where it matters (a send that fails, a reply that never comes);
      liblo's own lines would only repeat that in other words. */
@@ -185,12 +191,13 @@ static void on_lo_error(int number, const char* message, const char* where)
   (void)where;
 }
 
-static int on_message(const char* path,
-                      const char* types,
-                      lo_arg**    argv,
-                      int         argc,
-                      lo_message  message,
-                      void*       data)
+static int
+on_message(const char* path,
+           const char* types,
+           lo_arg**    argv,
+           int         argc,
+           lo_message  message,
+           void*       data)
 {
   FlCtl* const ctl = (FlCtl*)data;
 
@@ -206,7 +213,8 @@ static int on_message(const char* path,
   return 0;
 }
 
-static void reply_free(FlCtlReply* reply)
+static void
+reply_free(FlCtlReply* reply)
 {
   if (reply->message) {
     lo_message_free(reply->message);
@@ -214,7 +222,8 @@ static void reply_free(FlCtlReply* reply)
   }
 }
 
-static const char* reply_types(const FlCtlReply* reply)
+static const char*
+reply_types(const FlCtlReply* reply)
 {
   return lo_message_get_types(reply->message);
 }
@@ -224,39 +233,43 @@ static const char* reply_types(const FlCtlReply* reply)
   but an argument is only 4-byte aligned in the message, so values are
   copied out rather than read through the union.
 */
-static const void* reply_arg(const FlCtlReply* reply, int index)
+static const void*
+reply_arg(const FlCtlReply* reply, int index)
 {
   return lo_message_get_argv(reply->message)[index];
 }
 
-static int32_t arg_int(const FlCtlReply* reply, int index)
+static int32_t
+arg_int(const FlCtlReply* reply, int index)
 {
   int32_t value = 0;
   memcpy(&value, reply_arg(reply, index), sizeof(value));
   return value;
 }
 
-static float arg_float(const FlCtlReply* reply, int index)
+static float
+arg_float(const FlCtlReply* reply, int index)
 {
   float value = 0.0f;
   memcpy(&value, reply_arg(reply, index), sizeof(value));
   return value;
 }
 
-static const char* arg_string(const FlCtlReply* reply, int index)
+static const char*
+arg_string(const FlCtlReply* reply, int index)
 {
   return (const char*)reply_arg(reply, index);
 }
 
-static bool reply_is(const FlCtlReply* reply,
-                     const char*       path,
-                     const char*       types)
+static bool
+reply_is(const FlCtlReply* reply, const char* path, const char* types)
 {
   return !strcmp(reply->path, path) && !strcmp(reply_types(reply), types);
 }
 
 /* Whether the reply's first argument is the string `address`. */
-static bool reply_names(const FlCtlReply* reply, const char* address)
+static bool
+reply_names(const FlCtlReply* reply, const char* address)
 {
   return reply_types(reply)[0] == 's' && !strcmp(arg_string(reply, 0), address);
 }
@@ -265,7 +278,8 @@ static bool reply_names(const FlCtlReply* reply, const char* address)
   Take the next message that arrived, waiting until `deadline_ms` (monotonic)
   for one. Returns false when the deadline passed first.
 */
-static bool next_reply(FlCtl* ctl, int64_t deadline_ms, FlCtlReply* reply)
+static bool
+next_reply(FlCtl* ctl, int64_t deadline_ms, FlCtlReply* reply)
 {
   while (!ctl->inbox_count) {
     const int64_t left_ms = deadline_ms - now_ms();
@@ -283,7 +297,8 @@ static bool next_reply(FlCtl* ctl, int64_t deadline_ms, FlCtlReply* reply)
   return true;
 }
 
-static int no_reply(const FlCtl* ctl)
+static int
+no_reply(const FlCtl* ctl)
 {
   fprintf(stderr,
           "flitzictl: no reply from flitzid at %s:%s within %d ms"
@@ -297,7 +312,8 @@ static int no_reply(const FlCtl* ctl)
 /* Sending */
 
 /* Send `message` (consumed) to `address`; prints why on failure. */
-static bool send_request(FlCtl* ctl, const char* address, lo_message message)
+static bool
+send_request(FlCtl* ctl, const char* address, lo_message message)
 {
   const int sent =
     lo_send_message_from(ctl->daemon, ctl->server, address, message);
@@ -314,7 +330,8 @@ static bool send_request(FlCtl* ctl, const char* address, lo_message message)
   return true;
 }
 
-static lo_message message_of_ints(int count, int32_t first, int32_t second)
+static lo_message
+message_of_ints(int count, int32_t first, int32_t second)
 {
   lo_message message = lo_message_new();
   if (count > 0) {
@@ -330,10 +347,11 @@ static lo_message message_of_ints(int count, int32_t first, int32_t second)
   Whether `reply` answers a request to `address` about `id` (negative: any):
   a `success_path` reply naming it (for /done) or a /fail naming it.
 */
-static bool answers(const FlCtlReply* reply,
-                    const char*       address,
-                    const char*       success_path,
-                    int32_t           id)
+static bool
+answers(const FlCtlReply* reply,
+        const char*       address,
+        const char*       success_path,
+        int32_t           id)
 {
   const char* const types = reply_types(reply);
 
@@ -355,12 +373,13 @@ static bool answers(const FlCtlReply* reply,
   Send a request and wait for its answer: a `success_path` reply or a /fail.
   Returns FL_CTL_OK or FL_CTL_REFUSED with `reply` set, or FL_CTL_NO_REPLY.
 */
-static int request(FlCtl*      ctl,
-                   const char* address,
-                   lo_message  message,
-                   const char* success_path,
-                   int32_t     id,
-                   FlCtlReply* reply)
+static int
+request(FlCtl*      ctl,
+        const char* address,
+        lo_message  message,
+        const char* success_path,
+        int32_t     id,
+        FlCtlReply* reply)
 {
   if (!send_request(ctl, address, message)) {
     return FL_CTL_NO_REPLY;
@@ -380,7 +399,8 @@ static int request(FlCtl*      ctl,
   Wait, until `deadline_ms` at most, for the /pong of a /ping sent earlier, so
   that it is not left behind in the socket for whoever gets the port next.
 */
-static void drain_pong(FlCtl* ctl, int64_t deadline_ms)
+static void
+drain_pong(FlCtl* ctl, int64_t deadline_ms)
 {
   FlCtlReply reply = { "", NULL };
   while (next_reply(ctl, deadline_ms, &reply)) {
@@ -394,7 +414,8 @@ static void drain_pong(FlCtl* ctl, int64_t deadline_ms)
 
 /* Printing */
 
-static void print_json_string(FILE* out, const char* text)
+static void
+print_json_string(FILE* out, const char* text)
 {
   fputc('"', out);
   for (const unsigned char* c = (const unsigned char*)text; *c; ++c) {
@@ -414,7 +435,8 @@ static void print_json_string(FILE* out, const char* text)
 }
 
 /* Print argument `index` of `reply` as a JSON value. */
-static void print_json_arg(FILE* out, const FlCtlReply* reply, int index)
+static void
+print_json_arg(FILE* out, const FlCtlReply* reply, int index)
 {
   const char  type = reply_types(reply)[index];
   const void* arg  = reply_arg(reply, index);
@@ -458,7 +480,8 @@ static void print_json_arg(FILE* out, const FlCtlReply* reply, int index)
   }
 }
 
-static const FlCtlShape* shape_of(const FlCtlReply* reply)
+static const FlCtlShape*
+shape_of(const FlCtlReply* reply)
 {
   for (size_t i = 0; i < sizeof(fl_ctl_shapes) / sizeof(fl_ctl_shapes[0]);
        ++i) {
@@ -476,7 +499,8 @@ static const FlCtlShape* shape_of(const FlCtlReply* reply)
   the field names of the schema, or {"reply", "types", "args"} for a reply
   this program does not know.
 */
-static void print_json_reply(const FlCtlReply* reply)
+static void
+print_json_reply(const FlCtlReply* reply)
 {
   const FlCtlShape* const shape = shape_of(reply);
   const char* const       types = reply_types(reply);
@@ -506,7 +530,8 @@ static void print_json_reply(const FlCtlReply* reply)
 }
 
 /* Print any message as "PATH ,TYPES ARG...", strings in double quotes. */
-static void print_raw_reply(FILE* out, const FlCtlReply* reply)
+static void
+print_raw_reply(FILE* out, const FlCtlReply* reply)
 {
   const int count = lo_message_get_argc(reply->message);
 
@@ -520,7 +545,8 @@ static void print_raw_reply(FILE* out, const FlCtlReply* reply)
 }
 
 /* Report a /fail: JSON on stdout if asked for, the reason on stderr. */
-static int refused(const FlCtl* ctl, const FlCtlReply* reply)
+static int
+refused(const FlCtl* ctl, const FlCtlReply* reply)
 {
   const char* const types = reply_types(reply);
 
@@ -547,7 +573,8 @@ static int refused(const FlCtl* ctl, const FlCtlReply* reply)
 
 /* Argument parsing */
 
-static bool parse_int32(const char* text, int32_t* value)
+static bool
+parse_int32(const char* text, int32_t* value)
 {
   char* end = NULL;
   errno     = 0;
@@ -561,16 +588,15 @@ static bool parse_int32(const char* text, int32_t* value)
   return true;
 }
 
-static bool parse_slot(const char* text, int32_t* id)
+static bool
+parse_slot(const char* text, int32_t* id)
 {
   return parse_int32(text, id);
 }
 
 /* A velocity with a '.' or an 'e' is a float gain, else an int (MIDI). */
-static bool parse_velocity(const char* text,
-                           bool*       is_gain,
-                           float*      gain,
-                           int32_t*    midi)
+static bool
+parse_velocity(const char* text, bool* is_gain, float* gain, int32_t* midi)
 {
   *is_gain = strpbrk(text, ".eE") != NULL;
   if (!*is_gain) {
@@ -588,7 +614,8 @@ static bool parse_velocity(const char* text,
   joined to the working directory so that the daemon reports the error with
   the path the user meant. Returns a string to free, or NULL.
 */
-static char* absolute_path(const char* path)
+static char*
+absolute_path(const char* path)
 {
   if (path[0] == '/') {
     return strdup(path);
@@ -614,7 +641,8 @@ static char* absolute_path(const char* path)
 
 /* Commands */
 
-static int cmd_ping(FlCtl* ctl)
+static int
+cmd_ping(FlCtl* ctl)
 {
   FlCtlReply   reply   = { "", NULL };
   const double start_s = now_seconds();
@@ -651,7 +679,8 @@ static int cmd_ping(FlCtl* ctl)
   one timeout this pings the daemon while it waits: it gives up only when a
   /ping goes unanswered for the timeout.
 */
-static int cmd_load(FlCtl* ctl, int32_t id, const char* path)
+static int
+cmd_load(FlCtl* ctl, int32_t id, const char* path)
 {
   char* const absolute = absolute_path(path);
   if (!absolute) {
@@ -729,10 +758,8 @@ static int cmd_load(FlCtl* ctl, int32_t id, const char* path)
   daemon checks these requests as it receives them and answers in order, so
   a /fail for the request arrives before the /pong or not at all.
 */
-static int send_unanswered(FlCtl*      ctl,
-                           const char* address,
-                           lo_message  message,
-                           int32_t     id)
+static int
+send_unanswered(FlCtl* ctl, const char* address, lo_message message, int32_t id)
 {
   if (!send_request(ctl, address, message) ||
       !send_request(ctl, "/ping", lo_message_new())) {
@@ -757,11 +784,8 @@ static int send_unanswered(FlCtl*      ctl,
   return no_reply(ctl);
 }
 
-static int cmd_play(FlCtl*  ctl,
-                    int32_t id,
-                    bool    is_gain,
-                    float   gain,
-                    int32_t midi)
+static int
+cmd_play(FlCtl* ctl, int32_t id, bool is_gain, float gain, int32_t midi)
 {
   lo_message play = lo_message_new();
   lo_message_add_int32(play, id);
@@ -773,18 +797,20 @@ static int cmd_play(FlCtl*  ctl,
   return send_unanswered(ctl, "/play", play, id);
 }
 
-static int cmd_stop(FlCtl* ctl, bool all, int32_t id)
+static int
+cmd_stop(FlCtl* ctl, bool all, int32_t id)
 {
   return send_unanswered(
     ctl, "/stop", message_of_ints(all ? 0 : 1, id, 0), all ? -1 : id);
 }
 
 /* A request whose success reply is `/done ,s... ADDRESS`. */
-static int cmd_done(FlCtl*      ctl,
-                    const char* address,
-                    lo_message  message,
-                    int32_t     id,
-                    const char* done_text)
+static int
+cmd_done(FlCtl*      ctl,
+         const char* address,
+         lo_message  message,
+         int32_t     id,
+         const char* done_text)
 {
   FlCtlReply reply  = { "", NULL };
   const int  status = request(ctl, address, message, "/done", id, &reply);
@@ -815,7 +841,8 @@ typedef struct {
   int32_t late_bundles;
 } FlCtlStatus;
 
-static int get_status(FlCtl* ctl, FlCtlStatus* out, bool print_json)
+static int
+get_status(FlCtl* ctl, FlCtlStatus* out, bool print_json)
 {
   FlCtlReply reply = { "", NULL };
   const int  status =
@@ -848,7 +875,8 @@ static int get_status(FlCtl* ctl, FlCtlStatus* out, bool print_json)
   return status;
 }
 
-static int cmd_status(FlCtl* ctl)
+static int
+cmd_status(FlCtl* ctl)
 {
   FlCtlStatus s      = { 0, 0, 0, 0, 0, 0.0f, 0.0f, 0, 0, 0 };
   const int   status = get_status(ctl, &s, ctl->json);
@@ -888,7 +916,8 @@ typedef struct {
   char*   path;
 } FlCtlSlot;
 
-static int query_slot(FlCtl* ctl, int32_t id, FlCtlSlot* slot)
+static int
+query_slot(FlCtl* ctl, int32_t id, FlCtlSlot* slot)
 {
   FlCtlReply reply = { "", NULL };
   const int  status =
@@ -920,9 +949,10 @@ static int query_slot(FlCtl* ctl, int32_t id, FlCtlSlot* slot)
 /* Table cells: text of each column, right-aligned except the path. */
 #define FL_CTL_COLUMNS 7
 
-static void slot_cells(const FlCtlSlot* slot,
-                       int32_t          sample_rate,
-                       char             cells[FL_CTL_COLUMNS][32])
+static void
+slot_cells(const FlCtlSlot* slot,
+           int32_t          sample_rate,
+           char             cells[FL_CTL_COLUMNS][32])
 {
   snprintf(cells[0], 32, "%" PRId32, slot->id);
   snprintf(cells[1], 32, "%s", slot->loaded ? "yes" : "no");
@@ -942,9 +972,8 @@ static void slot_cells(const FlCtlSlot* slot,
   }
 }
 
-static void print_slot_table(const FlCtlSlot* slots,
-                             int32_t          count,
-                             int32_t          sample_rate)
+static void
+print_slot_table(const FlCtlSlot* slots, int32_t count, int32_t sample_rate)
 {
   static const char* const headers[FL_CTL_COLUMNS] = {
     "id", "loaded", "frames", "channels", "rate", "seconds", "path"
@@ -997,7 +1026,8 @@ static void print_slot_table(const FlCtlSlot* slots,
   }
 }
 
-static int cmd_query(FlCtl* ctl, bool all, int32_t id)
+static int
+cmd_query(FlCtl* ctl, bool all, int32_t id)
 {
   /* The sample rate gives the length in seconds; the slot count, the ids. */
   FlCtlStatus s      = { 0, 0, 0, 0, 0, 0.0f, 0.0f, 0, 0, 0 };
@@ -1029,13 +1059,15 @@ static int cmd_query(FlCtl* ctl, bool all, int32_t id)
   return status;
 }
 
-static void on_signal(int number)
+static void
+on_signal(int number)
 {
   (void)number;
   atomic_store_explicit(&fl_ctl_interrupted, true, memory_order_relaxed);
 }
 
-static void print_event(const FlCtl* ctl, const FlCtlReply* event)
+static void
+print_event(const FlCtl* ctl, const FlCtlReply* event)
 {
   if (ctl->json) {
     print_json_reply(event);
@@ -1082,7 +1114,8 @@ static void print_event(const FlCtl* ctl, const FlCtlReply* event)
   are blocked except inside ppoll(), so one that arrives between two waits is
   not lost: ppoll() returns EINTR at once and the flag is then set.
 */
-static int cmd_watch(FlCtl* ctl)
+static int
+cmd_watch(FlCtl* ctl)
 {
   sigset_t blocked;
   sigset_t waiting;
@@ -1172,7 +1205,8 @@ static const FlCtlCommand fl_ctl_commands[] = {
   { "quit", 0, 0, "" },
 };
 
-static int run(FlCtl* ctl, const FlCtlCommand* command, char** args, int count)
+static int
+run(FlCtl* ctl, const FlCtlCommand* command, char** args, int count)
 {
   const char* const name = command->name;
   int32_t           id   = 0;
@@ -1218,12 +1252,14 @@ static int run(FlCtl* ctl, const FlCtlCommand* command, char** args, int count)
 }
 
 /* A negative number ("-1", "-0.5") is an operand, never an option. */
-static bool is_negative_number(const char* arg)
+static bool
+is_negative_number(const char* arg)
 {
   return arg[0] == '-' && (isdigit((unsigned char)arg[1]) || arg[1] == '.');
 }
 
-int main(int argc, char** argv)
+int
+main(int argc, char** argv)
 {
   static const struct option long_options[] = {
     { "host", required_argument, NULL, 'H' },

@@ -109,16 +109,22 @@ print_usage(FILE* stream)
 }
 
 static bool
-parse_count(const char* option, const char* text, uint32_t min, uint32_t max,
-            uint32_t* value)
+parse_count(const char* option,
+            const char* text,
+            uint32_t    min,
+            uint32_t    max,
+            uint32_t*   value)
 {
-  char*               end    = NULL;
-  errno                      = 0;
-  const long long     parsed = strtoll(text, &end, 10);
+  char* end              = NULL;
+  errno                  = 0;
+  const long long parsed = strtoll(text, &end, 10);
   if (errno || end == text || *end || parsed < min || parsed > max) {
     fprintf(stderr,
             "flitzid: %s must be a whole number from %u to %u (got '%s')\n",
-            option, min, max, text);
+            option,
+            min,
+            max,
+            text);
     return false;
   }
   *value = (uint32_t)parsed;
@@ -138,117 +144,118 @@ parse_options(int argc, char** argv, Options* options)
     OPT_LIST_OSC,
   };
   static const struct option long_options[] = {
-    {"name", required_argument, NULL, 'n'},
-    {"channels", required_argument, NULL, 'c'},
-    {"slots", required_argument, NULL, 's'},
-    {"voices", required_argument, NULL, 'P'},
-    {"port", required_argument, NULL, 'p'},
-    {"listen", required_argument, NULL, 'l'},
-    {"tcp", no_argument, NULL, OPT_TCP},
-    {"connect", no_argument, NULL, OPT_CONNECT},
-    {"src-quality", required_argument, NULL, OPT_QUALITY},
-    {"max-sample-seconds", required_argument, NULL, OPT_MAX_SECONDS},
-    {"sample-root", required_argument, NULL, OPT_SAMPLE_ROOT},
-    {"list-osc", no_argument, NULL, OPT_LIST_OSC},
-    {"verbose", no_argument, NULL, 'v'},
-    {"quiet", no_argument, NULL, 'q'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
+    { "name", required_argument, NULL, 'n' },
+    { "channels", required_argument, NULL, 'c' },
+    { "slots", required_argument, NULL, 's' },
+    { "voices", required_argument, NULL, 'P' },
+    { "port", required_argument, NULL, 'p' },
+    { "listen", required_argument, NULL, 'l' },
+    { "tcp", no_argument, NULL, OPT_TCP },
+    { "connect", no_argument, NULL, OPT_CONNECT },
+    { "src-quality", required_argument, NULL, OPT_QUALITY },
+    { "max-sample-seconds", required_argument, NULL, OPT_MAX_SECONDS },
+    { "sample-root", required_argument, NULL, OPT_SAMPLE_ROOT },
+    { "list-osc", no_argument, NULL, OPT_LIST_OSC },
+    { "verbose", no_argument, NULL, 'v' },
+    { "quiet", no_argument, NULL, 'q' },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL, 0, NULL, 0 },
   };
 
   uint32_t port = 0U;
   int      c    = 0;
-  while ((c = getopt_long(argc, argv, "n:c:s:P:p:l:vqhV", long_options,
-                          NULL)) != -1) {
+  while ((c = getopt_long(
+            argc, argv, "n:c:s:P:p:l:vqhV", long_options, NULL)) != -1) {
     switch (c) {
-    case 'n':
-      if (!optarg[0]) {
-        fprintf(stderr, "flitzid: --name must not be empty\n");
-        return EXIT_USAGE;
+      case 'n':
+        if (!optarg[0]) {
+          fprintf(stderr, "flitzid: --name must not be empty\n");
+          return EXIT_USAGE;
+        }
+        options->client_name = optarg;
+        break;
+      case 'c':
+        if (!parse_count("--channels", optarg, 1U, 2U, &options->channels)) {
+          return EXIT_USAGE;
+        }
+        break;
+      case 's':
+        if (!parse_count(
+              "--slots", optarg, 1U, FL_MAX_SLOTS, &options->slots)) {
+          return EXIT_USAGE;
+        }
+        break;
+      case 'P':
+        if (!parse_count(
+              "--voices", optarg, 1U, FL_MAX_VOICES, &options->voices)) {
+          return EXIT_USAGE;
+        }
+        break;
+      case 'p':
+        if (!parse_count("--port", optarg, 1U, 65535U, &port)) {
+          return EXIT_USAGE;
+        }
+        options->port = optarg;
+        break;
+      case 'l':
+        options->listen_address = optarg;
+        break;
+      case OPT_TCP:
+        options->tcp = true;
+        break;
+      case OPT_CONNECT:
+        options->connect = true;
+        break;
+      case OPT_QUALITY:
+        if (!strcmp(optarg, "best")) {
+          options->quality = FL_QUALITY_BEST;
+        } else if (!strcmp(optarg, "medium")) {
+          options->quality = FL_QUALITY_MEDIUM;
+        } else if (!strcmp(optarg, "fastest")) {
+          options->quality = FL_QUALITY_FASTEST;
+        } else {
+          fprintf(stderr,
+                  "flitzid: --src-quality must be best, medium or fastest "
+                  "(got '%s')\n",
+                  optarg);
+          return EXIT_USAGE;
+        }
+        break;
+      case OPT_MAX_SECONDS: {
+        char* end            = NULL;
+        options->max_seconds = strtod(optarg, &end);
+        if (end == optarg || *end || !(options->max_seconds > 0.0) ||
+            options->max_seconds > 86400.0) {
+          fprintf(stderr,
+                  "flitzid: --max-sample-seconds must be a number of seconds "
+                  "above 0, at most 86400 (got '%s')\n",
+                  optarg);
+          return EXIT_USAGE;
+        }
+        break;
       }
-      options->client_name = optarg;
-      break;
-    case 'c':
-      if (!parse_count("--channels", optarg, 1U, 2U, &options->channels)) {
+      case OPT_SAMPLE_ROOT:
+        options->sample_root = optarg;
+        break;
+      case OPT_LIST_OSC:
+        fl_api_print_table(stdout);
+        return EXIT_SUCCESS;
+      case 'v':
+        fl_log_set_level(FL_LOG_DEBUG);
+        break;
+      case 'q':
+        fl_log_set_level(FL_LOG_ERROR);
+        break;
+      case 'h':
+        print_usage(stdout);
+        return EXIT_SUCCESS;
+      case 'V':
+        printf("flitzid %s\n", FL_VERSION);
+        return EXIT_SUCCESS;
+      default:
+        fprintf(stderr, "Try 'flitzid --help' for more information.\n");
         return EXIT_USAGE;
-      }
-      break;
-    case 's':
-      if (!parse_count("--slots", optarg, 1U, FL_MAX_SLOTS, &options->slots)) {
-        return EXIT_USAGE;
-      }
-      break;
-    case 'P':
-      if (!parse_count("--voices", optarg, 1U, FL_MAX_VOICES,
-                       &options->voices)) {
-        return EXIT_USAGE;
-      }
-      break;
-    case 'p':
-      if (!parse_count("--port", optarg, 1U, 65535U, &port)) {
-        return EXIT_USAGE;
-      }
-      options->port = optarg;
-      break;
-    case 'l':
-      options->listen_address = optarg;
-      break;
-    case OPT_TCP:
-      options->tcp = true;
-      break;
-    case OPT_CONNECT:
-      options->connect = true;
-      break;
-    case OPT_QUALITY:
-      if (!strcmp(optarg, "best")) {
-        options->quality = FL_QUALITY_BEST;
-      } else if (!strcmp(optarg, "medium")) {
-        options->quality = FL_QUALITY_MEDIUM;
-      } else if (!strcmp(optarg, "fastest")) {
-        options->quality = FL_QUALITY_FASTEST;
-      } else {
-        fprintf(stderr,
-                "flitzid: --src-quality must be best, medium or fastest "
-                "(got '%s')\n",
-                optarg);
-        return EXIT_USAGE;
-      }
-      break;
-    case OPT_MAX_SECONDS: {
-      char* end            = NULL;
-      options->max_seconds = strtod(optarg, &end);
-      if (end == optarg || *end || !(options->max_seconds > 0.0) ||
-          options->max_seconds > 86400.0) {
-        fprintf(stderr,
-                "flitzid: --max-sample-seconds must be a number of seconds "
-                "above 0, at most 86400 (got '%s')\n",
-                optarg);
-        return EXIT_USAGE;
-      }
-      break;
-    }
-    case OPT_SAMPLE_ROOT:
-      options->sample_root = optarg;
-      break;
-    case OPT_LIST_OSC:
-      fl_api_print_table(stdout);
-      return EXIT_SUCCESS;
-    case 'v':
-      fl_log_set_level(FL_LOG_DEBUG);
-      break;
-    case 'q':
-      fl_log_set_level(FL_LOG_ERROR);
-      break;
-    case 'h':
-      print_usage(stdout);
-      return EXIT_SUCCESS;
-    case 'V':
-      printf("flitzid %s\n", FL_VERSION);
-      return EXIT_SUCCESS;
-    default:
-      fprintf(stderr, "Try 'flitzid --help' for more information.\n");
-      return EXIT_USAGE;
     }
   }
 
@@ -372,13 +379,13 @@ run(Daemon* daemon)
       if (now_seconds() - last_attempt >= 1.0) {
         char reason[256];
         last_attempt = now_seconds();
-        connected =
-          !fl_backend_open(daemon->backend, reason, sizeof(reason));
+        connected = !fl_backend_open(daemon->backend, reason, sizeof(reason));
         if (!connected && !warned) {
           fl_log(FL_LOG_WARNING, "%s; retrying every second", reason);
           warned = true;
         } else if (connected && warned) {
-          fl_log(FL_LOG_INFO, "reconnected; %u slots loaded",
+          fl_log(FL_LOG_INFO,
+                 "reconnected; %u slots loaded",
                  fl_bank_loaded_count(daemon->bank));
           warned = false;
         }
@@ -436,8 +443,10 @@ main(int argc, char** argv)
   char sample_root[PATH_MAX];
   if (options.sample_root) {
     if (!realpath(options.sample_root, sample_root)) {
-      fprintf(stderr, "flitzid: --sample-root '%s': %s\n",
-              options.sample_root, strerror(errno));
+      fprintf(stderr,
+              "flitzid: --sample-root '%s': %s\n",
+              options.sample_root,
+              strerror(errno));
       return EXIT_USAGE;
     }
   }
@@ -445,50 +454,45 @@ main(int argc, char** argv)
   sem_init(&main_wake, 0, 0);
   atomic_init(&quit_requested, false);
 
-  Daemon* const daemon = &daemon_state;
-  daemon->bank         = fl_bank_new(options.slots);
-  const FlEngineConfig engine_config = {48000U, options.channels,
-                                        options.voices, 0U, wake_main, NULL};
+  Daemon* const daemon               = &daemon_state;
+  daemon->bank                       = fl_bank_new(options.slots);
+  const FlEngineConfig engine_config = { 48000U,         options.channels,
+                                         options.voices, 0U,
+                                         wake_main,      NULL };
   daemon->engine =
     daemon->bank ? fl_engine_new(&engine_config, daemon->bank) : NULL;
-  daemon->api = (FlApi){daemon->engine,       daemon->bank, NULL, NULL, NULL,
-                        fl_backend_now_usecs, request_quit, NULL, 0U};
+  daemon->api = (FlApi){ daemon->engine,       daemon->bank, NULL, NULL, NULL,
+                         fl_backend_now_usecs, request_quit, NULL, 0U };
 
   const FlLoaderConfig loader_config = {
     daemon->engine,
     daemon->bank,
-    {48000U, options.quality, options.max_seconds},
+    { 48000U, options.quality, options.max_seconds },
     options.sample_root ? sample_root : NULL,
     0U,
     true,
     fl_api_load_done,
     &daemon->api,
   };
-  daemon->loader = daemon->engine ? fl_loader_new(&loader_config) : NULL;
+  daemon->loader     = daemon->engine ? fl_loader_new(&loader_config) : NULL;
   daemon->api.loader = daemon->loader;
 
-  size_t            method_count = 0U;
-  const FlOscMethod* methods     = fl_api_methods(&method_count);
-  const FlOscConfig osc_config   = {options.listen_address,
-                                    options.port,
-                                    options.tcp,
-                                    methods,
-                                    method_count,
-                                    &daemon->api};
-  char              reason[256]  = "out of memory";
+  size_t             method_count = 0U;
+  const FlOscMethod* methods      = fl_api_methods(&method_count);
+  const FlOscConfig  osc_config   = {
+       options.listen_address, options.port, options.tcp, methods,
+       method_count,           &daemon->api
+  };
+  char reason[256] = "out of memory";
   daemon->server =
     daemon->loader ? fl_osc_new(&osc_config, reason, sizeof(reason)) : NULL;
   daemon->api.server = daemon->server;
 
-  const FlBackendConfig backend_config = {options.client_name,
-                                          options.channels,
-                                          options.connect,
-                                          daemon->engine,
-                                          wake_main,
-                                          daemon,
-                                          prepare_daemon};
-  daemon->backend =
-    daemon->server ? fl_backend_new(&backend_config) : NULL;
+  const FlBackendConfig backend_config = {
+    options.client_name, options.channels, options.connect, daemon->engine,
+    wake_main,           daemon,           prepare_daemon
+  };
+  daemon->backend     = daemon->server ? fl_backend_new(&backend_config) : NULL;
   daemon->api.backend = daemon->backend;
 
   if (!daemon->backend || fl_osc_start(daemon->server)) {
@@ -497,16 +501,20 @@ main(int argc, char** argv)
     return EXIT_FAILURE;
   }
 
-  struct sigaction action = {0};
+  struct sigaction action = { 0 };
   action.sa_handler       = on_signal;
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, NULL);
   sigaction(SIGTERM, &action, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  fl_log(FL_LOG_INFO, "OSC on %s:%s%s, %u slots, %u voices",
-         options.listen_address, options.port, options.tcp ? " (udp, tcp)" : "",
-         options.slots, options.voices);
+  fl_log(FL_LOG_INFO,
+         "OSC on %s:%s%s, %u slots, %u voices",
+         options.listen_address,
+         options.port,
+         options.tcp ? " (udp, tcp)" : "",
+         options.slots,
+         options.voices);
   run(daemon);
 
   fl_log(FL_LOG_INFO, "shutting down");

@@ -71,7 +71,7 @@ make_request(FlLoader*     loader,
     return FL_ERR_BAD_SLOT;
   }
 
-  Request request = {type, slot, NULL, 0U, {0}};
+  Request request = { type, slot, NULL, 0U, { 0 } };
   if (context_size > sizeof(request.context)) {
     return FL_ERR_BAD_ARGUMENT;
   }
@@ -91,20 +91,25 @@ make_request(FlLoader*     loader,
 }
 
 static void
-run_load(FlLoader* loader, const Request* request, uint32_t sample_rate,
-         FlLoadResult* result)
+run_load(FlLoader*      loader,
+         const Request* request,
+         uint32_t       sample_rate,
+         FlLoadResult*  result)
 {
   char           path[PATH_MAX];
   FlDecodeConfig decode = loader->config.decode;
   decode.sample_rate    = sample_rate;
 
   FlSample* sample = NULL;
-  result->status   = fl_path_resolve(loader->sample_root, request->path, path,
-                                     sizeof(path), result->reason,
-                                     sizeof(result->reason));
+  result->status   = fl_path_resolve(loader->sample_root,
+                                   request->path,
+                                   path,
+                                   sizeof(path),
+                                   result->reason,
+                                   sizeof(result->reason));
   if (!result->status) {
-    result->status = fl_decode_file(path, &decode, &sample, result->reason,
-                                    sizeof(result->reason));
+    result->status = fl_decode_file(
+      path, &decode, &sample, result->reason, sizeof(result->reason));
   }
   if (result->status) {
     return; /* the slot keeps what it had */
@@ -134,7 +139,9 @@ run_unload(FlLoader* loader, const Request* request, FlLoadResult* result)
 {
   if (!fl_bank_get(loader->config.bank, request->slot)) {
     result->status = FL_ERR_EMPTY_SLOT;
-    snprintf(result->reason, sizeof(result->reason), "slot %u is empty",
+    snprintf(result->reason,
+             sizeof(result->reason),
+             "slot %u is empty",
              request->slot);
     return;
   }
@@ -194,11 +201,11 @@ fl_loader_new(const FlLoaderConfig* config)
     return NULL;
   }
 
-  loader->config       = *config;
-  loader->queue_length = config->queue_length ? config->queue_length
-                                              : DEFAULT_QUEUE_LENGTH;
-  loader->sample_rate  = config->decode.sample_rate;
-  loader->queue = (Request*)calloc(loader->queue_length, sizeof(Request));
+  loader->config = *config;
+  loader->queue_length =
+    config->queue_length ? config->queue_length : DEFAULT_QUEUE_LENGTH;
+  loader->sample_rate = config->decode.sample_rate;
+  loader->queue       = (Request*)calloc(loader->queue_length, sizeof(Request));
   loader->sample_root =
     config->sample_root ? strdup(config->sample_root) : NULL;
   if (!loader->queue || (config->sample_root && !loader->sample_root)) {
@@ -253,8 +260,8 @@ fl_loader_load(FlLoader*   loader,
                const void* context,
                size_t      context_size)
 {
-  return make_request(loader, FL_REQUEST_LOAD, slot, path, context,
-                      context_size);
+  return make_request(
+    loader, FL_REQUEST_LOAD, slot, path, context, context_size);
 }
 
 FlStatus
@@ -263,16 +270,16 @@ fl_loader_unload(FlLoader*   loader,
                  const void* context,
                  size_t      context_size)
 {
-  return make_request(loader, FL_REQUEST_UNLOAD, slot, NULL, context,
-                      context_size);
+  return make_request(
+    loader, FL_REQUEST_UNLOAD, slot, NULL, context, context_size);
 }
 
 void
 fl_loader_set_sample_rate(FlLoader* loader, uint32_t sample_rate)
 {
   pthread_mutex_lock(&loader->lock);
-  const bool changed   = loader->sample_rate != sample_rate;
-  loader->sample_rate  = sample_rate;
+  const bool changed  = loader->sample_rate != sample_rate;
+  loader->sample_rate = sample_rate;
   pthread_mutex_unlock(&loader->lock);
   if (!changed) {
     return;

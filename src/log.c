@@ -19,7 +19,9 @@ fl_log(FlLogLevel level, const char* format, ...)
     return;
   }
 
-  static const char* const prefixes[] = {"error: ", "warning: ", "", "debug: "};
+  static const char* const prefixes[] = {
+    "error: ", "warning: ", "", "debug: "
+  };
 
   /* One fprintf of a formatted line, so lines of two threads do not mix. */
   char    line[1024];

@@ -80,15 +80,14 @@ read_be32(const unsigned char* p)
 static void
 count_dropped(FlOscServer* server, uint64_t count)
 {
-  atomic_fetch_add_explicit(&server->dropped_packets, count,
-                            memory_order_relaxed);
+  atomic_fetch_add_explicit(
+    &server->dropped_packets, count, memory_order_relaxed);
 }
 
 static bool
 same_peer(const FlOscPeer* a, const FlOscPeer* b)
 {
-  return a->connection == b->connection &&
-         a->address_size == b->address_size &&
+  return a->connection == b->connection && a->address_size == b->address_size &&
          !memcmp(&a->address, &b->address, a->address_size);
 }
 
@@ -106,17 +105,20 @@ find_connection(FlOscServer* server, int32_t id)
 }
 
 static void
-send_bytes(FlOscServer* server, const FlOscPeer* peer, const void* data,
-           size_t size)
+send_bytes(FlOscServer*     server,
+           const FlOscPeer* peer,
+           const void*      data,
+           size_t           size)
 {
   if (peer->connection >= 0) {
     Connection* const connection = find_connection(server, peer->connection);
     if (!connection) {
       return; /* it closed */
     }
-    const unsigned char length[4] = {
-      (unsigned char)(size >> 24U), (unsigned char)(size >> 16U),
-      (unsigned char)(size >> 8U), (unsigned char)size};
+    const unsigned char length[4] = { (unsigned char)(size >> 24U),
+                                      (unsigned char)(size >> 16U),
+                                      (unsigned char)(size >> 8U),
+                                      (unsigned char)size };
     /* Non-blocking: a client that does not read loses replies, not us. */
     if (send(connection->fd, length, 4, MSG_NOSIGNAL) != 4 ||
         send(connection->fd, data, size, MSG_NOSIGNAL) != (ssize_t)size) {
@@ -126,9 +128,12 @@ send_bytes(FlOscServer* server, const FlOscPeer* peer, const void* data,
     const int fd = peer->address.ss_family == AF_INET6 && server->udp6_fd >= 0
                      ? server->udp6_fd
                      : server->udp_fd;
-    if (fd >= 0 && sendto(fd, data, size, 0,
-               (const struct sockaddr*)&peer->address,
-               peer->address_size) < 0) {
+    if (fd >= 0 && sendto(fd,
+                          data,
+                          size,
+                          0,
+                          (const struct sockaddr*)&peer->address,
+                          peer->address_size) < 0) {
       fl_log(FL_LOG_DEBUG, "reply lost: %s", strerror(errno));
     }
   }
@@ -208,8 +213,8 @@ flush_outbox(FlOscServer* server)
          ++i) {
       if (!outgoing->has_peer ||
           !same_peer(&server->subscribers[i], &outgoing->peer)) {
-        send_bytes(server, &server->subscribers[i], outgoing->data,
-                   outgoing->size);
+        send_bytes(
+          server, &server->subscribers[i], outgoing->data, outgoing->size);
       }
     }
     free(outgoing);
@@ -237,8 +242,10 @@ fl_osc_subscribe(FlOscServer* server, const FlOscPeer* peer, bool subscribe)
 /* Parsing and dispatch */
 
 static void
-fail(FlOscServer* server, const FlOscPeer* peer, const char* path,
-     const char* reason)
+fail(FlOscServer*     server,
+     const FlOscPeer* peer,
+     const char*      path,
+     const char*      reason)
 {
   lo_message const message = lo_message_new();
   lo_message_add_string(message, path);
@@ -259,22 +266,29 @@ find_method(const FlOscServer* server, const char* path)
 }
 
 static void
-fail_bad_arguments(FlOscServer* server, const FlOscPeer* peer,
+fail_bad_arguments(FlOscServer*       server,
+                   const FlOscPeer*   peer,
                    const FlOscMethod* method)
 {
   char   reason[256];
-  size_t length = (size_t)snprintf(reason, sizeof(reason),
-                                   "bad arguments: expected ");
+  size_t length =
+    (size_t)snprintf(reason, sizeof(reason), "bad arguments: expected ");
   for (size_t i = 0U; method->forms[i] && length < sizeof(reason); ++i) {
-    length += (size_t)snprintf(reason + length, sizeof(reason) - length,
-                               "%s,%s", i ? " or " : "", method->forms[i]);
+    length += (size_t)snprintf(reason + length,
+                               sizeof(reason) - length,
+                               "%s,%s",
+                               i ? " or " : "",
+                               method->forms[i]);
   }
   fail(server, peer, method->path, reason);
 }
 
 static void
-dispatch_message(FlOscServer* server, const FlOscPeer* peer,
-                 unsigned char* data, size_t size, lo_timetag time)
+dispatch_message(FlOscServer*     server,
+                 const FlOscPeer* peer,
+                 unsigned char*   data,
+                 size_t           size,
+                 lo_timetag       time)
 {
   /* The address: a '/'-led string ending inside the packet. */
   const void* const end = memchr(data, '\0', size);
@@ -295,8 +309,8 @@ dispatch_message(FlOscServer* server, const FlOscPeer* peer,
   }
 
   const FlOscMethod* const method = find_method(server, path);
-  const char* types = lo_message_get_types(message);
-  types             = types ? types : "";
+  const char*              types  = lo_message_get_types(message);
+  types                           = types ? types : "";
   if (!method) {
     fail(server, peer, path, "unknown address");
   } else {
@@ -305,8 +319,12 @@ dispatch_message(FlOscServer* server, const FlOscPeer* peer,
       accepted = !strcmp(method->forms[i], types);
     }
     if (accepted) {
-      method->handle(server->config.method_data, server, peer, types,
-                     lo_message_get_argv(message), time);
+      method->handle(server->config.method_data,
+                     server,
+                     peer,
+                     types,
+                     lo_message_get_argv(message),
+                     time);
     } else {
       fail_bad_arguments(server, peer, method);
     }
@@ -315,8 +333,12 @@ dispatch_message(FlOscServer* server, const FlOscPeer* peer,
 }
 
 static void
-dispatch_packet(FlOscServer* server, const FlOscPeer* peer,
-                unsigned char* data, size_t size, lo_timetag time, int depth)
+dispatch_packet(FlOscServer*     server,
+                const FlOscPeer* peer,
+                unsigned char*   data,
+                size_t           size,
+                lo_timetag       time,
+                int              depth)
 {
   if (size < 8U || memcmp(data, "#bundle", 8U)) {
     dispatch_message(server, peer, data, size, time);
@@ -325,12 +347,14 @@ dispatch_packet(FlOscServer* server, const FlOscPeer* peer,
 
   if (depth >= MAX_BUNDLE_DEPTH || size < 16U) {
     count_dropped(server, 1U);
-    fl_log(FL_LOG_DEBUG, "dropped a bundle (%s)",
+    fl_log(FL_LOG_DEBUG,
+           "dropped a bundle (%s)",
            size < 16U ? "too short" : "nested too deep");
     return;
   }
 
-  const lo_timetag bundle_time = {read_be32(data + 8U), read_be32(data + 12U)};
+  const lo_timetag bundle_time = { read_be32(data + 8U),
+                                   read_be32(data + 12U) };
   size_t           offset      = 16U;
   while (offset + 4U <= size) {
     const uint32_t element_size = read_be32(data + offset);
@@ -341,15 +365,17 @@ dispatch_packet(FlOscServer* server, const FlOscPeer* peer,
       fl_log(FL_LOG_DEBUG, "dropped the rest of a bundle: bad element size");
       return;
     }
-    dispatch_packet(server, peer, data + offset, element_size, bundle_time,
-                    depth + 1);
+    dispatch_packet(
+      server, peer, data + offset, element_size, bundle_time, depth + 1);
     offset += element_size;
   }
 }
 
 void
-fl_osc_dispatch(FlOscServer* server, const FlOscPeer* peer, void* data,
-                size_t size)
+fl_osc_dispatch(FlOscServer*     server,
+                const FlOscPeer* peer,
+                void*            data,
+                size_t           size)
 {
   const lo_timetag immediate = LO_TT_IMMEDIATE;
   if (size == 0U) {
@@ -364,7 +390,8 @@ fl_osc_counters(const FlOscServer* server, FlOscCounters* counters)
 {
   counters->messages =
     atomic_load_explicit(&server->messages, memory_order_relaxed);
-  counters->failed = atomic_load_explicit(&server->failed, memory_order_relaxed);
+  counters->failed =
+    atomic_load_explicit(&server->failed, memory_order_relaxed);
   counters->dropped_packets =
     atomic_load_explicit(&server->dropped_packets, memory_order_relaxed);
 }
@@ -375,15 +402,15 @@ static void
 receive_udp(FlOscServer* server, int fd)
 {
   for (int i = 0; i < UDP_BATCH; ++i) {
-    FlOscPeer     peer = {.connection = -1};
-    struct iovec  iov  = {server->packet, MAX_PACKET_SIZE};
+    FlOscPeer     peer = { .connection = -1 };
+    struct iovec  iov  = { server->packet, MAX_PACKET_SIZE };
     unsigned char control[CMSG_SPACE(sizeof(uint32_t))];
-    struct msghdr header = {0};
-    header.msg_name      = &peer.address;
-    header.msg_namelen   = sizeof(peer.address);
-    header.msg_iov       = &iov;
-    header.msg_iovlen    = 1;
-    header.msg_control   = control;
+    struct msghdr header  = { 0 };
+    header.msg_name       = &peer.address;
+    header.msg_namelen    = sizeof(peer.address);
+    header.msg_iov        = &iov;
+    header.msg_iovlen     = 1;
+    header.msg_control    = control;
     header.msg_controllen = sizeof(control);
 
     const ssize_t size = recvmsg(fd, &header, MSG_DONTWAIT);
@@ -394,7 +421,7 @@ receive_udp(FlOscServer* server, int fd)
     /* SO_RXQ_OVFL: the kernel's count of datagrams it dropped because our
        receive buffer was full. Add what it dropped since the last packet. */
     for (struct cmsghdr* c = CMSG_FIRSTHDR(&header); c;
-         c = CMSG_NXTHDR(&header, c)) {
+         c                 = CMSG_NXTHDR(&header, c)) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
         uint32_t drops = 0U;
         memcpy(&drops, CMSG_DATA(c), sizeof(drops));
@@ -427,21 +454,21 @@ close_connection(Connection* connection)
 static void
 accept_tcp(FlOscServer* server)
 {
-  const int fd = accept4(server->tcp_fd, NULL, NULL,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+  const int fd =
+    accept4(server->tcp_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd < 0) {
     return;
   }
   for (uint32_t i = 0U; i < MAX_CONNECTIONS; ++i) {
     Connection* const connection = &server->connections[i];
     if (connection->fd < 0) {
-      *connection    = (Connection){fd, server->next_connection_id++, 0U, 0U,
-                                    {0}, NULL};
+      *connection =
+        (Connection){ fd, server->next_connection_id++, 0U, 0U, { 0 }, NULL };
       return;
     }
   }
-  fl_log(FL_LOG_WARNING, "refused a TCP connection: %u are open",
-         MAX_CONNECTIONS);
+  fl_log(
+    FL_LOG_WARNING, "refused a TCP connection: %u are open", MAX_CONNECTIONS);
   close(fd);
 }
 
@@ -452,9 +479,10 @@ receive_tcp(FlOscServer* server, Connection* connection)
     unsigned char* const target =
       connection->need ? connection->frame : connection->length;
     const uint32_t want = connection->need ? connection->need : 4U;
-    const ssize_t  got =
-      recv(connection->fd, target + connection->have, want - connection->have,
-           MSG_DONTWAIT);
+    const ssize_t  got  = recv(connection->fd,
+                             target + connection->have,
+                             want - connection->have,
+                             MSG_DONTWAIT);
     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
       close_connection(connection);
       return;
@@ -472,8 +500,8 @@ receive_tcp(FlOscServer* server, Connection* connection)
     if (!connection->need) {
       const uint32_t size = read_be32(connection->length);
       if (size == 0U || size > MAX_PACKET_SIZE) {
-        fl_log(FL_LOG_DEBUG, "closed a TCP connection: frame of %u bytes",
-               size);
+        fl_log(
+          FL_LOG_DEBUG, "closed a TCP connection: frame of %u bytes", size);
         close_connection(connection);
         return;
       }
@@ -484,8 +512,8 @@ receive_tcp(FlOscServer* server, Connection* connection)
         return;
       }
     } else {
-      const FlOscPeer peer = {.address_size = 0U,
-                              .connection   = connection->id};
+      const FlOscPeer peer = { .address_size = 0U,
+                               .connection   = connection->id };
       const uint32_t  size = connection->need;
       connection->need     = 0U;
       fl_osc_dispatch(server, &peer, connection->frame, size);
@@ -505,17 +533,17 @@ osc_main(void* data)
 
   while (!atomic_load_explicit(&server->stopping, memory_order_acquire)) {
     nfds_t count = 0U;
-    fds[count++] = (struct pollfd){server->wake_fd, POLLIN, 0};
-    fds[count++] = (struct pollfd){server->udp_fd, POLLIN, 0};
-    fds[count++] = (struct pollfd){server->udp6_fd, POLLIN, 0};
+    fds[count++] = (struct pollfd){ server->wake_fd, POLLIN, 0 };
+    fds[count++] = (struct pollfd){ server->udp_fd, POLLIN, 0 };
+    fds[count++] = (struct pollfd){ server->udp6_fd, POLLIN, 0 };
     if (server->tcp_fd >= 0) {
-      fds[count++] = (struct pollfd){server->tcp_fd, POLLIN, 0};
+      fds[count++] = (struct pollfd){ server->tcp_fd, POLLIN, 0 };
     }
     const nfds_t fixed = count;
     for (uint32_t i = 0U; i < MAX_CONNECTIONS; ++i) {
       if (server->connections[i].fd >= 0) {
         owners[count] = &server->connections[i];
-        fds[count++]  = (struct pollfd){server->connections[i].fd, POLLIN, 0};
+        fds[count++]  = (struct pollfd){ server->connections[i].fd, POLLIN, 0 };
       }
     }
 
@@ -557,10 +585,13 @@ osc_main(void* data)
 /* Set-up */
 
 static int
-bind_socket(const char* address, const char* port, int type, char* reason,
-            size_t reason_size)
+bind_socket(const char* address,
+            const char* port,
+            int         type,
+            char*       reason,
+            size_t      reason_size)
 {
-  struct addrinfo hints = {0};
+  struct addrinfo hints = { 0 };
   hints.ai_family       = AF_UNSPEC;
   hints.ai_socktype     = type;
   hints.ai_flags        = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
@@ -568,15 +599,23 @@ bind_socket(const char* address, const char* port, int type, char* reason,
   struct addrinfo* info  = NULL;
   const int        error = getaddrinfo(address, port, &hints, &info);
   if (error) {
-    snprintf(reason, reason_size, "cannot listen on %s:%s: %s", address, port,
+    snprintf(reason,
+             reason_size,
+             "cannot listen on %s:%s: %s",
+             address,
+             port,
              gai_strerror(error));
     return -1;
   }
 
-  const int fd = socket(info->ai_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        0);
+  const int fd =
+    socket(info->ai_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    snprintf(reason, reason_size, "cannot listen on %s:%s: %s", address, port,
+    snprintf(reason,
+             reason_size,
+             "cannot listen on %s:%s: %s",
+             address,
+             port,
              strerror(errno));
     freeaddrinfo(info);
     return -1;
@@ -588,8 +627,12 @@ bind_socket(const char* address, const char* port, int type, char* reason,
   }
   if (bind(fd, info->ai_addr, info->ai_addrlen) ||
       (type == SOCK_STREAM && listen(fd, 8))) {
-    snprintf(reason, reason_size, "cannot listen on %s:%s%s: %s", address,
-             port, type == SOCK_STREAM ? "/tcp" : "",
+    snprintf(reason,
+             reason_size,
+             "cannot listen on %s:%s%s: %s",
+             address,
+             port,
+             type == SOCK_STREAM ? "/tcp" : "",
              errno == EADDRINUSE ? "port in use" : strerror(errno));
     close(fd);
     freeaddrinfo(info);
@@ -638,8 +681,8 @@ fl_osc_new(const FlOscConfig* config, char* reason, size_t reason_size)
   server->packet  = (unsigned char*)malloc(MAX_PACKET_SIZE);
   server->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (!server->packet || server->wake_fd < 0) {
-    snprintf(reason, reason_size, "cannot set up the OSC server: %s",
-             strerror(errno));
+    snprintf(
+      reason, reason_size, "cannot set up the OSC server: %s", strerror(errno));
     fl_osc_free(server);
     return NULL;
   }
@@ -652,8 +695,8 @@ fl_osc_new(const FlOscConfig* config, char* reason, size_t reason_size)
     bind_socket(address, config->port, SOCK_DGRAM, reason, reason_size);
   if (server->udp_fd >= 0 && loopback) {
     char ignored[256];
-    server->udp6_fd = bind_socket("::1", config->port, SOCK_DGRAM, ignored,
-                                  sizeof(ignored));
+    server->udp6_fd =
+      bind_socket("::1", config->port, SOCK_DGRAM, ignored, sizeof(ignored));
     if (server->udp6_fd < 0 && strstr(ignored, "port in use")) {
       snprintf(reason, reason_size, "%s", ignored);
       fl_osc_free(server);
@@ -662,8 +705,8 @@ fl_osc_new(const FlOscConfig* config, char* reason, size_t reason_size)
   }
   if (server->udp_fd < 0 ||
       (config->tcp &&
-       (server->tcp_fd = bind_socket(address, config->port, SOCK_STREAM,
-                                     reason, reason_size)) < 0)) {
+       (server->tcp_fd = bind_socket(
+          address, config->port, SOCK_STREAM, reason, reason_size)) < 0)) {
     fl_osc_free(server);
     return NULL;
   }

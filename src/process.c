@@ -62,7 +62,9 @@ end_voice(FlEngine* engine, Voice* voice, uint32_t* handed_back)
 /* Start a linear fade from the voice's current gain to silence. A pending
    voice has made no sound yet, so it just ends. */
 static FL_REALTIME void
-fade_voice(FlEngine* engine, Voice* voice, uint32_t fade_frames,
+fade_voice(FlEngine* engine,
+           Voice*    voice,
+           uint32_t  fade_frames,
            uint32_t* handed_back)
 {
   if (voice->state == VOICE_PENDING) {
@@ -101,8 +103,8 @@ allocate_voice(FlEngine* engine, uint32_t* handed_back)
       Voice* const voice = &engine->voices[engine->order[i]];
       if (voice->state == VOICE_PLAYING || voice->state == VOICE_PENDING) {
         fade_voice(engine, voice, engine->steal_fade_frames, handed_back);
-        atomic_fetch_add_explicit(&engine->stolen_voices, 1U,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(
+          &engine->stolen_voices, 1U, memory_order_relaxed);
         break;
       }
     }
@@ -145,7 +147,7 @@ allocate_voice(FlEngine* engine, uint32_t* handed_back)
     return quietest;
   }
 
-  const uint32_t index                  = engine->free_list[--engine->free_count];
+  const uint32_t index = engine->free_list[--engine->free_count];
   engine->order[engine->order_count++] = index;
   return &engine->voices[index];
 }
@@ -218,9 +220,7 @@ fl_process_apply_retirements(FlEngine* engine, uint32_t* handed_back)
 }
 
 static FL_REALTIME void
-apply_commands(FlEngine*       engine,
-               const FlPeriod* period,
-               uint32_t*       handed_back)
+apply_commands(FlEngine* engine, const FlPeriod* period, uint32_t* handed_back)
 {
   /* Take only what is queued now, so a fast producer cannot keep us here. */
   uint32_t count = fl_ring_read_space(engine->commands);
@@ -230,8 +230,8 @@ apply_commands(FlEngine*       engine,
       apply_play(engine, &command, handed_back);
       if (command.start_usecs != FL_PLAY_NOW &&
           offset_of_time(period, command.start_usecs) < 0) {
-        atomic_fetch_add_explicit(&engine->late_plays, 1U,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(
+          &engine->late_plays, 1U, memory_order_relaxed);
       }
     } else if (command.type == COMMAND_STOP) {
       fade_slot(engine, command.slot, handed_back);
@@ -283,14 +283,25 @@ render_voice(FlEngine*       engine,
     /* The first faded frame is already one step down and the last one is
        at 0 (to float rounding, a few 1e-8), so the fade ends in silence,
        never with a jump. */
-    fl_mix_add(source, sample->channels, count,
-               voice->gain - voice->fade_step, -voice->fade_step, outputs,
-               engine->output_count, offset);
+    fl_mix_add(source,
+               sample->channels,
+               count,
+               voice->gain - voice->fade_step,
+               -voice->fade_step,
+               outputs,
+               engine->output_count,
+               offset);
     voice->gain -= voice->fade_step * (float)count;
     voice->fade_left -= count;
   } else {
-    fl_mix_add(source, sample->channels, count, voice->gain, 0.0f, outputs,
-               engine->output_count, offset);
+    fl_mix_add(source,
+               sample->channels,
+               count,
+               voice->gain,
+               0.0f,
+               outputs,
+               engine->output_count,
+               offset);
   }
 
   voice->position += count;
@@ -301,7 +312,9 @@ render_voice(FlEngine*       engine,
 }
 
 FL_REALTIME void
-fl_engine_process(FlEngine* engine, const FlPeriod* period, float* const* outputs)
+fl_engine_process(FlEngine*       engine,
+                  const FlPeriod* period,
+                  float* const*   outputs)
 {
   uint32_t handed_back = 0U;
 
@@ -326,8 +339,8 @@ fl_engine_process(FlEngine* engine, const FlPeriod* period, float* const* output
   }
   engine->order_count = kept;
 
-  atomic_store_explicit(&engine->voices_active, engine->sounding,
-                        memory_order_relaxed);
+  atomic_store_explicit(
+    &engine->voices_active, engine->sounding, memory_order_relaxed);
   if (handed_back > 0U && engine->wake) {
     engine->wake(engine->wake_data);
   }
@@ -355,6 +368,6 @@ fl_engine_process_offline(FlEngine* engine)
     }
   }
   engine->order_count = kept;
-  atomic_store_explicit(&engine->voices_active, engine->sounding,
-                        memory_order_relaxed);
+  atomic_store_explicit(
+    &engine->voices_active, engine->sounding, memory_order_relaxed);
 }

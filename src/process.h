@@ -50,10 +50,10 @@ typedef struct {
   int64_t   start_usecs; /* VOICE_PENDING: when its first frame sounds */
   uint32_t  position;    /* next frame of the sample to play */
   uint32_t  slot;
-  float     gain;       /* current gain: velocity, lowered by a fade */
-  float     fade_step;  /* gain lost per frame while fading */
-  uint32_t  fade_left;  /* frames of fade still to play */
-  uint32_t  state;      /* VoiceState */
+  float     gain;      /* current gain: velocity, lowered by a fade */
+  float     fade_step; /* gain lost per frame while fading */
+  uint32_t  fade_left; /* frames of fade still to play */
+  uint32_t  state;     /* VoiceState */
 } Voice;
 
 struct FlEngineImpl {
@@ -92,7 +92,7 @@ struct FlEngineImpl {
 
 /* Hand back every retirement and end every voice; see
    fl_engine_process_offline(). Also used by fl_engine_free(). */
-FL_REALTIME void
-fl_process_apply_retirements(FlEngine* engine, uint32_t* handed_back);
+FL_REALTIME void fl_process_apply_retirements(FlEngine* engine,
+                                              uint32_t* handed_back);
 
 #endif /* FLITZI_PROCESS_H */

@@ -32,18 +32,18 @@ allocate(uint32_t    frame_count,
        free, and (being 2 MiB aligned, which Linux does for mappings this
        large) backed by transparent huge pages where the system allows it,
        so filling it takes a few hundred page faults instead of thousands. */
-    void* const frames = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* const frames = mmap(
+      NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (frames != MAP_FAILED) {
       madvise(frames, bytes, MADV_HUGEPAGE);
       sample->frames       = (float*)frames;
       sample->mapped_bytes = bytes;
     }
   } else {
-    sample->frames = silent ? (float*)calloc(count, sizeof(float))
-                            : (float*)malloc(bytes);
+    sample->frames =
+      silent ? (float*)calloc(count, sizeof(float)) : (float*)malloc(bytes);
   }
-  sample->path              = strdup(path ? path : "");
+  sample->path = strdup(path ? path : "");
   if (!sample->frames || !sample->path) {
     fl_sample_free(sample);
     return NULL;
@@ -76,8 +76,7 @@ fl_sample_new_unfilled(uint32_t    frame_count,
   /* Below MAPPED_MIN_BYTES a freed sample's pages stay in malloc's heap, so
      calloc would have to clear them: a pass over the whole buffer that the
      decoder's own writes make useless. */
-  return allocate(frame_count, channels, sample_rate, source_rate, path,
-                  false);
+  return allocate(frame_count, channels, sample_rate, source_rate, path, false);
 }
 
 void

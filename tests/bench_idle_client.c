@@ -19,7 +19,8 @@ on_process(jack_nframes_t frame_count, void* data)
 {
   (void)data;
   for (int c = 0; c < 2; ++c) {
-    memset(jack_port_get_buffer(ports[c], frame_count), 0,
+    memset(jack_port_get_buffer(ports[c], frame_count),
+           0,
            frame_count * sizeof(float));
   }
   return 0;
@@ -34,10 +35,10 @@ main(int argc, char** argv)
     fprintf(stderr, "bench_idle_client: no JACK server\n");
     return 1;
   }
-  ports[0] = jack_port_register(client, "out_1", JACK_DEFAULT_AUDIO_TYPE,
-                                JackPortIsOutput, 0);
-  ports[1] = jack_port_register(client, "out_2", JACK_DEFAULT_AUDIO_TYPE,
-                                JackPortIsOutput, 0);
+  ports[0] = jack_port_register(
+    client, "out_1", JACK_DEFAULT_AUDIO_TYPE, JackPortIsOutput, 0);
+  ports[1] = jack_port_register(
+    client, "out_2", JACK_DEFAULT_AUDIO_TYPE, JackPortIsOutput, 0);
   jack_set_process_callback(client, on_process, NULL);
   if (!ports[0] || !ports[1] || jack_activate(client)) {
     jack_client_close(client);

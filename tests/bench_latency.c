@@ -32,7 +32,7 @@
 #define BUNDLES 60
 #define AHEADS 4
 
-static const int ahead_ms[AHEADS] = {5, 20, 100, 500};
+static const int ahead_ms[AHEADS] = { 5, 20, 100, 500 };
 
 /* Per period, per lead time: bundles measured, exact, largest |error|. */
 static int  bundle_count[3][AHEADS];
@@ -51,12 +51,12 @@ compare_long(const void* a, const void* b)
 static void
 write_click(const char* path)
 {
-  SF_INFO info    = {0};
-  info.channels   = 1;
-  info.samplerate = (int)FL_TEST_RATE;
-  info.format     = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
-  SNDFILE* file   = sf_open(path, SFM_WRITE, &info);
-  float    frames[64] = {1.0f};
+  SF_INFO info        = { 0 };
+  info.channels       = 1;
+  info.samplerate     = (int)FL_TEST_RATE;
+  info.format         = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
+  SNDFILE* file       = sf_open(path, SFM_WRITE, &info);
+  float    frames[64] = { 1.0f };
   sf_writef_float(file, frames, 64);
   sf_close(file);
 }
@@ -64,7 +64,8 @@ write_click(const char* path)
 static void
 sleep_us(long usecs)
 {
-  const struct timespec duration = {usecs / 1000000L, (usecs % 1000000L) * 1000L};
+  const struct timespec duration = { usecs / 1000000L,
+                                     (usecs % 1000000L) * 1000L };
   nanosleep(&duration, NULL);
 }
 
@@ -97,8 +98,8 @@ run(FlTestEnv* env, unsigned period, unsigned row, const char* data_dir)
   fl_env_name(env, server, sizeof(server));
   fl_env_name(env, name, sizeof(name));
 
-  FlJackd  jackd  = {0};
-  FlDaemon daemon = {0};
+  FlJackd  jackd  = { 0 };
+  FlDaemon daemon = { 0 };
   if (!fl_jackd_start(&jackd, env, server, period)) {
     return false;
   }
@@ -119,9 +120,10 @@ run(FlTestEnv* env, unsigned period, unsigned row, const char* data_dir)
   const long     spacing   = (long)(2.5 * period_us) + 2000L;
   const uint32_t capacity =
     (uint32_t)((TRIGGERS * (spacing + period_us) + BUNDLES * 560000.0) *
-               FL_TEST_RATE / 1e6) + FL_TEST_RATE;
-  FlRecorder* const recorder = fl_recorder_new(server, name, 1U, capacity);
-  jack_client_t* const client = fl_recorder_client(recorder);
+               FL_TEST_RATE / 1e6) +
+    FL_TEST_RATE;
+  FlRecorder* const    recorder = fl_recorder_new(server, name, 1U, capacity);
+  jack_client_t* const client   = fl_recorder_client(recorder);
   fl_recorder_start(recorder);
   fl_recorder_wait(recorder, period * 4U, 5000);
 
@@ -148,17 +150,17 @@ run(FlTestEnv* env, unsigned period, unsigned row, const char* data_dir)
   sleep_us((long)(4 * period_us));
   fl_recorder_stop(recorder);
 
-  const unsigned       glitches  = fl_recorder_glitches(recorder);
-  static long          latency[TRIGGERS];
-  int                  measured  = 0;
-  char                 data_path[PATH_MAX + 32];
+  const unsigned glitches = fl_recorder_glitches(recorder);
+  static long    latency[TRIGGERS];
+  int            measured = 0;
+  char           data_path[PATH_MAX + 32];
   snprintf(data_path, sizeof(data_path), "%s/latency-%u.dat", data_dir, period);
   FILE* const data = fopen(data_path, "w");
-  fprintf(data, "# period %u: frames from send to onset, one per trigger\n",
-          period);
+  fprintf(
+    data, "# period %u: frames from send to onset, one per trigger\n", period);
   for (int i = 0; i < TRIGGERS; ++i) {
-    const long onset = fl_recorder_onset(recorder, 0U, 0.5f,
-                                         index_of_frame(recorder, sent[i]));
+    const long onset =
+      fl_recorder_onset(recorder, 0U, 0.5f, index_of_frame(recorder, sent[i]));
     jack_nframes_t onset_frame = 0;
     if (onset < 0 ||
         !fl_recorder_frame_at(recorder, (uint32_t)onset, &onset_frame)) {
@@ -201,13 +203,18 @@ run(FlTestEnv* env, unsigned period, unsigned row, const char* data_dir)
 
   FlDaemonStatus status;
   fl_osc_status(osc, &status);
-  printf("%6u %7.2f %9d %7ld %7ld %7ld %7ld %7.2f %9d %7u %5d\n", period,
-         period_us / 1000.0, measured, measured ? latency[0] : -1,
+  printf("%6u %7.2f %9d %7ld %7ld %7ld %7ld %7.2f %9d %7u %5d\n",
+         period,
+         period_us / 1000.0,
+         measured,
+         measured ? latency[0] : -1,
          measured ? latency[measured / 2] : -1,
          measured ? latency[measured * 99 / 100] : -1,
          measured ? latency[measured - 1] : -1,
-         measured ? (double)latency[measured / 2] / period : 0.0, late,
-         glitches, status.late_bundles);
+         measured ? (double)latency[measured / 2] / period : 0.0,
+         late,
+         glitches,
+         status.late_bundles);
 
   fl_recorder_free(recorder);
   fl_osc_free(osc);
@@ -234,10 +241,19 @@ main(void)
          "the first period boundary after arrival, i.e.\n0 < latency <= one "
          "period plus the OSC delivery time.\n\n",
          TRIGGERS);
-  printf("%6s %7s %9s %7s %7s %7s %7s %7s %9s %7s %5s\n", "period", "ms",
-         "triggers", "min", "median", "p99", "max", "med/P", ">P+1ms",
-         "glitch", "late");
-  bool ok = true;
+  printf("%6s %7s %9s %7s %7s %7s %7s %7s %9s %7s %5s\n",
+         "period",
+         "ms",
+         "triggers",
+         "min",
+         "median",
+         "p99",
+         "max",
+         "med/P",
+         ">P+1ms",
+         "glitch",
+         "late");
+  bool     ok  = true;
   unsigned row = 0U;
   for (unsigned period = 64U; period <= 1024U; period *= 4U, ++row) {
     ok = run(&env, period, row, data_dir) && ok;
@@ -246,7 +262,8 @@ main(void)
          "backend's own);\nlate: /status late_bundles after the run.\n\n");
 
   printf("start frame error of %d timetagged bundles (exact/measured, "
-         "largest |error| in frames)\n", BUNDLES);
+         "largest |error| in frames)\n",
+         BUNDLES);
   printf("%6s", "period");
   for (int a = 0; a < AHEADS; ++a) {
     printf("  %4d ms ahead    ", ahead_ms[a]);
@@ -256,14 +273,17 @@ main(void)
   for (unsigned period = 64U; period <= 1024U; period *= 4U, ++row) {
     printf("%6u", period);
     for (int a = 0; a < AHEADS; ++a) {
-      printf("  %3d/%-3d max %-5ld", bundle_exact[row][a],
-             bundle_count[row][a], bundle_worst[row][a]);
+      printf("  %3d/%-3d max %-5ld",
+             bundle_exact[row][a],
+             bundle_count[row][a],
+             bundle_worst[row][a]);
     }
     printf("\n");
   }
   printf("a bundle can only start on its frame if it arrives before the "
          "period holding that\nframe is processed: at least one period "
-         "ahead. Data in %s\n", data_dir);
+         "ahead. Data in %s\n",
+         data_dir);
   fl_env_remove(&env);
   return ok ? 0 : 1;
 }

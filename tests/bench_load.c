@@ -44,7 +44,7 @@ now(void)
 static void
 write_file(const char* path, int format, int rate)
 {
-  SF_INFO info    = {0};
+  SF_INFO info    = { 0 };
   info.channels   = 2;
   info.samplerate = rate;
   info.format     = format;
@@ -73,16 +73,16 @@ static double
 bare(const char* path, int resample_to)
 {
   const double begin = now();
-  SF_INFO      info  = {0};
+  SF_INFO      info  = { 0 };
   SNDFILE*     file  = sf_open(path, SFM_READ, &info);
-  float* in = (float*)malloc((size_t)info.frames * 2U * sizeof(float));
+  float*       in    = (float*)malloc((size_t)info.frames * 2U * sizeof(float));
   sf_readf_float(file, in, info.frames);
   sf_close(file);
   if (resample_to) {
     const double ratio    = (double)resample_to / info.samplerate;
     const long   capacity = (long)ceil((double)info.frames * ratio) + 64;
-    float*       out = (float*)malloc((size_t)capacity * 2U * sizeof(float));
-    SRC_DATA     data = {0};
+    float*       out   = (float*)malloc((size_t)capacity * 2U * sizeof(float));
+    SRC_DATA     data  = { 0 };
     data.data_in       = in;
     data.data_out      = out;
     data.input_frames  = (long)info.frames;
@@ -98,7 +98,7 @@ bare(const char* path, int resample_to)
 static double
 flitzi(const char* path)
 {
-  const FlDecodeConfig config = {48000U, FL_QUALITY_MEDIUM, 600.0};
+  const FlDecodeConfig config = { 48000U, FL_QUALITY_MEDIUM, 600.0 };
   FlSample*            sample = NULL;
   char                 reason[512];
   const double         begin = now();
@@ -139,7 +139,7 @@ run_daemon(const char* path, int to)
   fl_osc_clear(daemon_osc);
   const double begin = now();
   fl_osc_send(daemon_osc, "/load", "is", 0, path);
-  FlReply* const reply = fl_osc_wait(daemon_osc, "/done", 60000);
+  FlReply* const reply   = fl_osc_wait(daemon_osc, "/done", 60000);
   const double   elapsed = now() - begin;
   if (!reply) {
     fprintf(stderr, "no /done for %s\n", path);
@@ -161,8 +161,8 @@ main(void)
   char              name[64];
   fl_env_name(&env, server, sizeof(server));
   fl_env_name(&env, name, sizeof(name));
-  FlJackd  jackd  = {0};
-  FlDaemon daemon = {0};
+  FlJackd  jackd  = { 0 };
+  FlDaemon daemon = { 0 };
   if (!fl_jackd_start(&jackd, &env, server, FL_TEST_PERIOD) ||
       !fl_daemon_start(&daemon, &env, server, name, fl_env_port(&env), NULL)) {
     return 1;
@@ -173,30 +173,42 @@ main(void)
     const char* name;
     int         format;
   } formats[] = {
-    {"pcm16.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16},
-    {"float.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT},
-    {"pcm16.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16},
+    { "pcm16.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16 },
+    { "float.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT },
+    { "pcm16.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16 },
   };
-  static const int rates[] = {48000, 44100};
+  static const int rates[] = { 48000, 44100 };
 
   printf("load of 60 s stereo, best of %d, SRC_SINC_MEDIUM_QUALITY\n", RUNS);
-  printf("%-11s %6s %10s %12s %12s %7s  %s\n", "format", "rate", "bare ms",
-         "decode ms", "/load ms", "ratio", "goal (ratio of /load to bare)");
+  printf("%-11s %6s %10s %12s %12s %7s  %s\n",
+         "format",
+         "rate",
+         "bare ms",
+         "decode ms",
+         "/load ms",
+         "ratio",
+         "goal (ratio of /load to bare)");
   for (size_t f = 0U; f < sizeof(formats) / sizeof(formats[0]); ++f) {
     for (size_t r = 0U; r < 2U; ++r) {
       char path[PATH_MAX];
       snprintf(path, sizeof(path), "%s/%d-%s", dir, rates[r], formats[f].name);
       write_file(path, formats[f].format, rates[r]);
-      const int    to         = rates[r] == 48000 ? 0 : 48000;
+      const int to = rates[r] == 48000 ? 0 : 48000;
       bare(path, 0); /* page cache */
-      const double bare_time  = best(bare, path, to);
+      const double bare_time   = best(bare, path, to);
       const double flitzi_time = best(run_flitzi, path, to);
       const double load_time   = best(run_daemon, path, to);
-      const double ratio      = load_time / bare_time;
-      const double goal       = to ? 0.7 : 1.3;
+      const double ratio       = load_time / bare_time;
+      const double goal        = to ? 0.7 : 1.3;
       printf("%-11s %6d %10.1f %12.1f %12.1f %7.2f  <= %.1f %s\n",
-             formats[f].name, rates[r], bare_time * 1e3, flitzi_time * 1e3,
-             load_time * 1e3, ratio, goal, ratio <= goal ? "met" : "NOT met");
+             formats[f].name,
+             rates[r],
+             bare_time * 1e3,
+             flitzi_time * 1e3,
+             load_time * 1e3,
+             ratio,
+             goal,
+             ratio <= goal ? "met" : "NOT met");
       unlink(path);
     }
   }

@@ -53,7 +53,7 @@ encode_play(unsigned char* out, int32_t slot, int32_t velocity)
 static double
 send_paced(int fd, int port, unsigned count, double rate)
 {
-  struct sockaddr_in to = {0};
+  struct sockaddr_in to = { 0 };
   to.sin_family         = AF_INET;
   to.sin_port           = htons((uint16_t)port);
   to.sin_addr.s_addr    = htonl(INADDR_LOOPBACK);
@@ -123,8 +123,8 @@ main(void)
   fl_env_name(&env, server, sizeof(server));
   fl_env_name(&env, name, sizeof(name));
 
-  FlJackd  jackd  = {0};
-  FlDaemon daemon = {0};
+  FlJackd  jackd  = { 0 };
+  FlDaemon daemon = { 0 };
   if (!fl_jackd_start(&jackd, &env, server, FL_TEST_PERIOD) ||
       !fl_daemon_start(&daemon, &env, server, name, fl_env_port(&env), NULL)) {
     return 1;
@@ -134,11 +134,11 @@ main(void)
   /* A 60 s quiet sample in slot 0, and 32 voices playing it. */
   char path[PATH_MAX];
   fl_env_path(&env, "long.wav", path, sizeof(path));
-  SF_INFO info    = {0};
-  info.channels   = 1;
-  info.samplerate = 48000;
-  info.format     = SF_FORMAT_WAV | SF_FORMAT_PCM_16;
-  SNDFILE* file   = sf_open(path, SFM_WRITE, &info);
+  SF_INFO info      = { 0 };
+  info.channels     = 1;
+  info.samplerate   = 48000;
+  info.format       = SF_FORMAT_WAV | SF_FORMAT_PCM_16;
+  SNDFILE*     file = sf_open(path, SFM_WRITE, &info);
   static float block[48000];
   for (int i = 0; i < 48000; ++i) {
     block[i] = 0.01f * sinf((float)i * 0.05f);
@@ -157,8 +157,8 @@ main(void)
   const int fd = socket(AF_INET, SOCK_DGRAM, 0);
 
   /* The ceiling: datagrams per second into a socket nobody reads. */
-  const int sink = socket(AF_INET, SOCK_DGRAM, 0);
-  struct sockaddr_in sink_address = {0};
+  const int          sink         = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in sink_address = { 0 };
   sink_address.sin_family         = AF_INET;
   sink_address.sin_addr.s_addr    = htonl(INADDR_LOOPBACK);
   socklen_t sink_size             = sizeof(sink_address);
@@ -172,12 +172,20 @@ main(void)
          "32 voices playing\n");
   printf("sender ceiling (loopback into a socket nobody reads): %.0f msg/s\n\n",
          ceiling);
-  printf("%10s %10s %10s %10s %9s %9s %8s %9s %8s\n", "target/s", "sent/s",
-         "received", "queued", "applied", "dropped", "failed", "lost", "ping ms");
+  printf("%10s %10s %10s %10s %9s %9s %8s %9s %8s\n",
+         "target/s",
+         "sent/s",
+         "received",
+         "queued",
+         "applied",
+         "dropped",
+         "failed",
+         "lost",
+         "ping ms");
 
-  static const double rates[] = {25000.0, 50000.0, 100000.0, 150000.0,
-                                 200000.0, 0.0};
-  int no_drop_rate = 0;
+  static const double rates[]      = { 25000.0,  50000.0,  100000.0,
+                                       150000.0, 200000.0, 0.0 };
+  int                 no_drop_rate = 0;
   for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); ++r) {
     Stats before, after;
     read_stats(osc, &before);
@@ -188,18 +196,24 @@ main(void)
     const double ping = ping_ms(osc);
     read_stats(osc, &after);
 
-    const int64_t received = after.received - before.received - 2; /* stats, ping */
-    const int64_t queued   = after.queued - before.queued;
-    const int64_t applied  = after.applied - before.applied;
-    const int64_t dropped =
-      (after.dropped_queue - before.dropped_queue) +
-      (after.dropped_packets - before.dropped_packets);
+    const int64_t received =
+      after.received - before.received - 2; /* stats, ping */
+    const int64_t queued  = after.queued - before.queued;
+    const int64_t applied = after.applied - before.applied;
+    const int64_t dropped = (after.dropped_queue - before.dropped_queue) +
+                            (after.dropped_packets - before.dropped_packets);
     const int64_t failed = after.failed - before.failed;
     const int64_t lost   = (int64_t)count - queued;
     printf("%10.0f %10.0f %10lld %10lld %9lld %9lld %8lld %9lld %8.2f\n",
-           rates[r], sent_rate, (long long)received, (long long)queued,
-           (long long)applied, (long long)dropped, (long long)failed,
-           (long long)lost, ping);
+           rates[r],
+           sent_rate,
+           (long long)received,
+           (long long)queued,
+           (long long)applied,
+           (long long)dropped,
+           (long long)failed,
+           (long long)lost,
+           ping);
     if (lost == 0 && rates[r] > no_drop_rate) {
       no_drop_rate = (int)rates[r];
     }

@@ -39,11 +39,14 @@ signal_at(sf_count_t frame, int channel)
 }
 
 static const char*
-write_file(const char* name, int format, int channels, int rate,
-           sf_count_t frames)
+write_file(const char* name,
+           int         format,
+           int         channels,
+           int         rate,
+           sf_count_t  frames)
 {
   const char* const path = path_of(name);
-  SF_INFO           info = {0};
+  SF_INFO           info = { 0 };
   info.channels          = channels;
   info.samplerate        = rate;
   info.format            = format;
@@ -65,7 +68,7 @@ write_file(const char* name, int format, int channels, int rate,
 static FlDecodeConfig
 config_at(uint32_t rate)
 {
-  const FlDecodeConfig config = {rate, FL_QUALITY_MEDIUM, 600.0};
+  const FlDecodeConfig config = { rate, FL_QUALITY_MEDIUM, 600.0 };
   return config;
 }
 
@@ -85,9 +88,9 @@ test_formats(void** state)
     int         format;
     float       tolerance;
   } cases[] = {
-    {"pcm16.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 1.0f / 16384.0f},
-    {"float.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 0.0f},
-    {"pcm16.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 1.0f / 16384.0f},
+    { "pcm16.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 1.0f / 16384.0f },
+    { "float.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 0.0f },
+    { "pcm16.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 1.0f / 16384.0f },
   };
 
   for (size_t i = 0U; i < sizeof(cases) / sizeof(cases[0]); ++i) {
@@ -125,7 +128,7 @@ reference(int channels, int only, int rate, sf_count_t frames, float** out)
       in[i * width + c] = signal_at(i, only >= 0 ? only : c);
     }
   }
-  SRC_DATA data      = {0};
+  SRC_DATA data      = { 0 };
   data.data_in       = in;
   data.data_out      = *out;
   data.input_frames  = (long)frames;
@@ -145,8 +148,8 @@ static void
 check_resampled_equals_src_simple(int channels, int rate, sf_count_t frames)
 {
   char name[64];
-  snprintf(name, sizeof(name), "%dch-%d-%lld.wav", channels, rate,
-           (long long)frames);
+  snprintf(
+    name, sizeof(name), "%dch-%d-%lld.wav", channels, rate, (long long)frames);
   const char* const path =
     write_file(name, SF_FORMAT_WAV | SF_FORMAT_FLOAT, channels, rate, frames);
   FlSample* sample = NULL;
@@ -164,7 +167,10 @@ check_resampled_equals_src_simple(int channels, int rate, sf_count_t frames)
   }
   print_message("%d channel(s), %lld frames at %d Hz: %u frames out, largest "
                 "difference from src_simple %g\n",
-                channels, (long long)frames, rate, sample->frame_count,
+                channels,
+                (long long)frames,
+                rate,
+                sample->frame_count,
                 (double)worst);
   assert_true(worst == 0.0f);
   free(out);
@@ -205,8 +211,8 @@ static void
 test_bad_files(void** state)
 {
   (void)state;
-  expect_failure(path_of("missing.wav"), FL_ERR_OPEN,
-                 "No such file or directory");
+  expect_failure(
+    path_of("missing.wav"), FL_ERR_OPEN, "No such file or directory");
   expect_failure(dir, FL_ERR_OPEN, "Is a directory");
 
   FILE* file = fopen(path_of("empty.wav"), "w");
@@ -219,15 +225,16 @@ test_bad_files(void** state)
   expect_failure(path_of("text.wav"), FL_ERR_FORMAT, "cannot open");
 
   write_file("six.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 6, 48000, 100);
-  expect_failure(path_of("six.wav"), FL_ERR_CHANNELS,
+  expect_failure(path_of("six.wav"),
+                 FL_ERR_CHANNELS,
                  "unsupported channel layout: 6 channels");
 
   /* A header that promises more data than the file holds. */
   const char* const whole =
     write_file("whole.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 1, 48000, 4800);
   assert_int_equal(truncate(whole, 44 + 2 * 1000), 0);
-  FlSample* sample = NULL;
-  char      reason[512];
+  FlSample*      sample = NULL;
+  char           reason[512];
   const FlStatus status = decode(whole, 48000U, &sample, reason);
   /* libsndfile may shorten the frame count to the data it finds; either way
      nothing longer than the file is ever returned. */
@@ -238,11 +245,12 @@ test_bad_files(void** state)
     assert_int_equal(status, FL_ERR_READ);
   }
 
-  const FlDecodeConfig short_limit = {48000U, FL_QUALITY_MEDIUM, 0.05};
+  const FlDecodeConfig short_limit = { 48000U, FL_QUALITY_MEDIUM, 0.05 };
   write_file("long.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 1, 48000, 4800);
-  assert_int_equal(fl_decode_file(path_of("long.wav"), &short_limit, &sample,
-                                  reason, sizeof(reason)),
-                   FL_ERR_TOO_LONG);
+  assert_int_equal(
+    fl_decode_file(
+      path_of("long.wav"), &short_limit, &sample, reason, sizeof(reason)),
+    FL_ERR_TOO_LONG);
   assert_non_null(strstr(reason, "is 0.1 s long; the limit is 0.05 s"));
 }
 
@@ -261,47 +269,62 @@ test_sample_root(void** state)
   snprintf(link, sizeof(link), "%s/escape.wav", root);
   assert_int_equal(symlink(path_of("secret.wav"), link), 0);
 
-  assert_int_equal(fl_path_resolve(root, "in.wav", resolved, sizeof(resolved),
-                                   reason, sizeof(reason)),
-                   FL_SUCCESS);
+  assert_int_equal(
+    fl_path_resolve(
+      root, "in.wav", resolved, sizeof(resolved), reason, sizeof(reason)),
+    FL_SUCCESS);
   assert_string_equal(resolved, path_of("root/in.wav"));
 
-  assert_int_equal(fl_path_resolve(root, "../secret.wav", resolved,
-                                   sizeof(resolved), reason, sizeof(reason)),
+  assert_int_equal(fl_path_resolve(root,
+                                   "../secret.wav",
+                                   resolved,
+                                   sizeof(resolved),
+                                   reason,
+                                   sizeof(reason)),
                    FL_ERR_NOT_ALLOWED);
   assert_string_equal(reason, "'../secret.wav' is outside the sample root");
 
   /* Whether the file exists or not, the answer is the same. */
-  assert_int_equal(fl_path_resolve(root, "../nothing-here.wav", resolved,
-                                   sizeof(resolved), reason, sizeof(reason)),
+  assert_int_equal(fl_path_resolve(root,
+                                   "../nothing-here.wav",
+                                   resolved,
+                                   sizeof(resolved),
+                                   reason,
+                                   sizeof(reason)),
                    FL_ERR_NOT_ALLOWED);
-  assert_int_equal(fl_path_resolve(root, "/etc/passwd", resolved,
-                                   sizeof(resolved), reason, sizeof(reason)),
-                   FL_ERR_NOT_ALLOWED);
-  assert_int_equal(fl_path_resolve(root, "escape.wav", resolved,
-                                   sizeof(resolved), reason, sizeof(reason)),
-                   FL_ERR_NOT_ALLOWED);
+  assert_int_equal(
+    fl_path_resolve(
+      root, "/etc/passwd", resolved, sizeof(resolved), reason, sizeof(reason)),
+    FL_ERR_NOT_ALLOWED);
+  assert_int_equal(
+    fl_path_resolve(
+      root, "escape.wav", resolved, sizeof(resolved), reason, sizeof(reason)),
+    FL_ERR_NOT_ALLOWED);
 
   /* A path of 5000 characters is refused with a short reason. */
   char* const long_path = (char*)malloc(5001);
   memset(long_path, 'a', 5000);
   long_path[5000] = '\0';
-  assert_int_equal(fl_path_resolve(NULL, long_path, resolved, sizeof(resolved),
-                                   reason, sizeof(reason)),
-                   FL_ERR_OPEN);
+  assert_int_equal(
+    fl_path_resolve(
+      NULL, long_path, resolved, sizeof(resolved), reason, sizeof(reason)),
+    FL_ERR_OPEN);
   assert_true(strlen(reason) < 300U);
   free(long_path);
 
-  assert_int_equal(fl_path_resolve(NULL, "", resolved, sizeof(resolved),
-                                   reason, sizeof(reason)),
-                   FL_ERR_OPEN);
+  assert_int_equal(
+    fl_path_resolve(
+      NULL, "", resolved, sizeof(resolved), reason, sizeof(reason)),
+    FL_ERR_OPEN);
 }
 
 static int
 setup(void** state)
 {
   (void)state;
-  snprintf(dir, sizeof(dir), "%s/flitzi-decode-XXXXXX",
+  snprintf(dir,
+           sizeof(dir),
+           "%s/flitzi-decode-XXXXXX",
            getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   return mkdtemp(dir) ? 0 : -1;
 }

@@ -29,30 +29,26 @@ typedef struct {
   /** The clock of FlPeriod in microseconds (fl_backend_now_usecs()). */
   int64_t (*now_usecs)(void);
   void (*quit)(void* data);
-  void* quit_data;
+  void*    quit_data;
   uint64_t plays_queued; /**< OSC thread only: /play that reached the queue */
 } FlApi;
 
 /** Return the method table and its length. */
-const FlOscMethod*
-fl_api_methods(size_t* count);
+const FlOscMethod* fl_api_methods(size_t* count);
 
 /** Print the table: one line per address, its forms, "-" for none. */
-void
-fl_api_print_table(FILE* stream);
+void fl_api_print_table(FILE* stream);
 
 /**
    The loader's completion callback (FlLoaderDoneFunc) for an FlApi: replies
    /done or /fail to the requester, and copies it to subscribers.
 */
-void
-fl_api_load_done(void* api, const FlLoadResult* result);
+void fl_api_load_done(void* api, const FlLoadResult* result);
 
 /**
    Tell subscribers about new xruns (/event/xrun ,i total). Any non-RT
    thread.
 */
-void
-fl_api_notify_xruns(FlApi* api, uint32_t total);
+void fl_api_notify_xruns(FlApi* api, uint32_t total);
 
 #endif /* FLITZI_API_H */

@@ -41,41 +41,36 @@ typedef struct {
 } FlBackendStats;
 
 /** Create a backend; no connection yet. NULL if allocation fails. */
-FlBackend*
-fl_backend_new(const FlBackendConfig* config);
+FlBackend* fl_backend_new(const FlBackendConfig* config);
 
 /** Close the client if open and free. `fl_backend_free(NULL)` does nothing. */
-void
-fl_backend_free(FlBackend* backend);
+void fl_backend_free(FlBackend* backend);
 
 /**
    Connect to the JACK server (never starting one), register the ports,
    activate, and connect them if asked. Returns FL_ERR_OPEN with a reason if
    the server is not there. Main thread only.
 */
-FlStatus
-fl_backend_open(FlBackend* backend, char* reason, size_t reason_size);
+FlStatus fl_backend_open(FlBackend* backend, char* reason, size_t reason_size);
 
 /**
    Deactivate and close the client. After this the process callback no longer
    runs, so the caller may take the engine's RT role. Main thread only.
 */
-void
-fl_backend_close(FlBackend* backend);
+void fl_backend_close(FlBackend* backend);
 
 /** True if the server shut the client down since it was opened. */
-bool
-fl_backend_lost(const FlBackend* backend);
+bool fl_backend_lost(const FlBackend* backend);
 
 /** Copy what the server reported; reset the load peak if `reset_peak`. */
-void
-fl_backend_stats(FlBackend* backend, bool reset_peak, FlBackendStats* stats);
+void fl_backend_stats(FlBackend*      backend,
+                      bool            reset_peak,
+                      FlBackendStats* stats);
 
 /**
    Return JACK's clock in microseconds: the clock of FlPeriod, for turning an
    OSC timetag into a start time. Any thread, connected or not.
 */
-int64_t
-fl_backend_now_usecs(void);
+int64_t fl_backend_now_usecs(void);
 
 #endif /* FLITZI_BACKEND_H */

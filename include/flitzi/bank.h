@@ -43,19 +43,16 @@ typedef struct {
    Returns NULL if `slot_count` is out of range or an allocation fails. Only
    non-RT threads may call this.
 */
-FlBank*
-fl_bank_new(uint32_t slot_count);
+FlBank* fl_bank_new(uint32_t slot_count);
 
 /**
    Free a bank and every sample still in its slots. `fl_bank_free(NULL)` does
    nothing. Only call this when the RT thread no longer runs.
 */
-void
-fl_bank_free(FlBank* bank);
+void fl_bank_free(FlBank* bank);
 
 /** Return the number of slots. Any thread may call this. */
-uint32_t
-fl_bank_slot_count(const FlBank* bank);
+uint32_t fl_bank_slot_count(const FlBank* bank);
 
 /**
    Put `sample` (or NULL, to empty it) into `slot` and return the sample that
@@ -65,8 +62,7 @@ fl_bank_slot_count(const FlBank* bank);
    thread might still read it: use fl_engine_publish(), which retires it.
    Only the loader thread may call this; `slot` must be in range.
 */
-FlSample*
-fl_bank_exchange(FlBank* bank, uint32_t slot, FlSample* sample);
+FlSample* fl_bank_exchange(FlBank* bank, uint32_t slot, FlSample* sample);
 
 /**
    Return the sample in `slot`, or NULL, with acquire ordering.
@@ -75,19 +71,16 @@ fl_bank_exchange(FlBank* bank, uint32_t slot, FlSample* sample);
    only thread that replaces samples). Any other thread may only compare the
    result with NULL. `slot` must be in range.
 */
-FL_REALTIME FlSample*
-fl_bank_get(const FlBank* bank, uint32_t slot);
+FL_REALTIME FlSample* fl_bank_get(const FlBank* bank, uint32_t slot);
 
 /**
    Copy the description of `slot` into `info`.
 
    Returns false if `slot` is out of range. Any non-RT thread may call this.
 */
-bool
-fl_bank_info(FlBank* bank, uint32_t slot, FlSlotInfo* info);
+bool fl_bank_info(FlBank* bank, uint32_t slot, FlSlotInfo* info);
 
 /** Return the number of slots that hold a sample. Any non-RT thread. */
-uint32_t
-fl_bank_loaded_count(FlBank* bank);
+uint32_t fl_bank_loaded_count(FlBank* bank);
 
 #endif /* FLITZI_BANK_H */

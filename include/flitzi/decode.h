@@ -36,12 +36,11 @@ typedef struct {
    FL_ERR_NO_MEMORY), writes one sentence for a user that names the file and
    the cause into `reason`, and leaves `*sample` NULL. Non-RT threads only.
 */
-FlStatus
-fl_decode_file(const char*           path,
-               const FlDecodeConfig* config,
-               FlSample**            sample,
-               char*                 reason,
-               size_t                reason_size);
+FlStatus fl_decode_file(const char*           path,
+                        const FlDecodeConfig* config,
+                        FlSample**            sample,
+                        char*                 reason,
+                        size_t                reason_size);
 
 /**
    Turn the path a client sent into the absolute path to open.
@@ -53,12 +52,11 @@ fl_decode_file(const char*           path,
    whether the file exists. A missing file inside the root (or anywhere, with
    no root) returns FL_ERR_OPEN. `resolved` receives the path to open.
 */
-FlStatus
-fl_path_resolve(const char* root,
-                const char* path,
-                char*       resolved,
-                size_t      resolved_size,
-                char*       reason,
-                size_t      reason_size);
+FlStatus fl_path_resolve(const char* root,
+                         const char* path,
+                         char*       resolved,
+                         size_t      resolved_size,
+                         char*       reason,
+                         size_t      reason_size);
 
 #endif /* FLITZI_DECODE_H */

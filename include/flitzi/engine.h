@@ -72,16 +72,15 @@ typedef struct {
    Returns NULL if the configuration is out of range or an allocation fails.
    Only non-RT threads may call this; the bank must outlive the engine.
 */
-FlEngine*
-fl_engine_new(const FlEngineConfig* config, FlBank* bank);
+FlEngine* fl_engine_new(const FlEngineConfig* config, FlBank* bank);
 
 /**
    Free an engine, with every retired sample it still holds (in its rings or
-   kept alive by a voice). Samples in the bank stay there. `fl_engine_free(NULL)`
-   does nothing. Only call this when fl_engine_process() no longer runs.
+   kept alive by a voice). Samples in the bank stay there.
+   `fl_engine_free(NULL)` does nothing. Only call this when fl_engine_process()
+   no longer runs.
 */
-void
-fl_engine_free(FlEngine* engine);
+void fl_engine_free(FlEngine* engine);
 
 /**
    Queue a voice of `slot` at `velocity` (a gain in [0, 1]), starting at the
@@ -93,11 +92,10 @@ fl_engine_free(FlEngine* engine);
    FL_ERR_QUEUE_FULL, counting a dropped command, if the queue is full. Only
    the control thread may call this.
 */
-FlStatus
-fl_engine_play(FlEngine* engine,
-               uint32_t  slot,
-               float     velocity,
-               int64_t   start_usecs);
+FlStatus fl_engine_play(FlEngine* engine,
+                        uint32_t  slot,
+                        float     velocity,
+                        int64_t   start_usecs);
 
 /**
    Queue a fade-out (FL_STOP_FADE_MS) of every voice of `slot`, or of every
@@ -106,8 +104,7 @@ fl_engine_play(FlEngine* engine,
    Returns FL_ERR_BAD_SLOT or FL_ERR_QUEUE_FULL as fl_engine_play() does. Only
    the control thread may call this.
 */
-FlStatus
-fl_engine_stop(FlEngine* engine, uint32_t slot);
+FlStatus fl_engine_stop(FlEngine* engine, uint32_t slot);
 
 /**
    Put `sample` into `slot` (NULL empties it) and retire the sample that was
@@ -118,27 +115,25 @@ fl_engine_stop(FlEngine* engine, uint32_t slot);
    millisecond at a time until there is room. Only the loader thread may call
    this; `slot` must be in range.
 */
-void
-fl_engine_publish(FlEngine* engine, uint32_t slot, FlSample* sample);
+void fl_engine_publish(FlEngine* engine, uint32_t slot, FlSample* sample);
 
 /**
    Return the next sample that the RT thread handed back, or NULL. The caller
    frees it with fl_sample_free(). Only the reaper thread may call this.
 */
-FlSample*
-fl_engine_next_retired(FlEngine* engine);
+FlSample* fl_engine_next_retired(FlEngine* engine);
 
 /** Copy the counters into `stats`. Any thread may call this. */
-void
-fl_engine_stats(const FlEngine* engine, FlEngineStats* stats);
+void fl_engine_stats(const FlEngine* engine, FlEngineStats* stats);
 
 /**
    Render one period into `outputs` (config.output_count buffers of
    `period->frame_count` floats, overwritten), after applying the queued
    commands and retirements. Only the RT thread may call this.
 */
-FL_REALTIME void
-fl_engine_process(FlEngine* engine, const FlPeriod* period, float* const* outputs);
+FL_REALTIME void fl_engine_process(FlEngine*       engine,
+                                   const FlPeriod* period,
+                                   float* const*   outputs);
 
 /**
    Do the RT thread's housekeeping while no RT thread runs (the JACK server is
@@ -147,14 +142,12 @@ fl_engine_process(FlEngine* engine, const FlPeriod* period, float* const* output
    fl_engine_process() is not running, from the thread that will own the RT
    role until it runs again.
 */
-void
-fl_engine_process_offline(FlEngine* engine);
+void fl_engine_process_offline(FlEngine* engine);
 
 /**
    Change the sample rate that fade lengths are computed for. Only call this
    when fl_engine_process() is not running.
 */
-void
-fl_engine_set_sample_rate(FlEngine* engine, uint32_t sample_rate);
+void fl_engine_set_sample_rate(FlEngine* engine, uint32_t sample_rate);
 
 #endif /* FLITZI_ENGINE_H */

@@ -48,8 +48,8 @@ typedef void (*FlLoaderDoneFunc)(void* data, const FlLoadResult* result);
 typedef struct {
   FlEngine*        engine;
   FlBank*          bank;
-  FlDecodeConfig   decode;      /**< Rate, quality, length limit */
-  const char*      sample_root; /**< Resolved directory, or NULL */
+  FlDecodeConfig   decode;       /**< Rate, quality, length limit */
+  const char*      sample_root;  /**< Resolved directory, or NULL */
   uint32_t         queue_length; /**< Pending requests; 0 for 256 */
   bool             lock_memory;  /**< mlock() each sample's frames */
   FlLoaderDoneFunc done;
@@ -59,15 +59,13 @@ typedef struct {
 /**
    Start a loader thread. Returns NULL if the thread or an allocation fails.
 */
-FlLoader*
-fl_loader_new(const FlLoaderConfig* config);
+FlLoader* fl_loader_new(const FlLoaderConfig* config);
 
 /**
    Stop the loader (after the request in progress) and free it; queued
    requests are dropped. `fl_loader_free(NULL)` does nothing.
 */
-void
-fl_loader_free(FlLoader* loader);
+void fl_loader_free(FlLoader* loader);
 
 /**
    Queue a load of `path` into `slot`. `context` (`context_size` bytes, at
@@ -75,26 +73,23 @@ fl_loader_free(FlLoader* loader);
    to. Returns FL_ERR_BAD_SLOT or FL_ERR_QUEUE_FULL without queueing. Any
    non-RT thread.
 */
-FlStatus
-fl_loader_load(FlLoader*   loader,
-               uint32_t    slot,
-               const char* path,
-               const void* context,
-               size_t      context_size);
+FlStatus fl_loader_load(FlLoader*   loader,
+                        uint32_t    slot,
+                        const char* path,
+                        const void* context,
+                        size_t      context_size);
 
 /** Queue emptying `slot`; as fl_loader_load(). */
-FlStatus
-fl_loader_unload(FlLoader*   loader,
-                 uint32_t    slot,
-                 const void* context,
-                 size_t      context_size);
+FlStatus fl_loader_unload(FlLoader*   loader,
+                          uint32_t    slot,
+                          const void* context,
+                          size_t      context_size);
 
 /**
    Prepare samples for `sample_rate` from now on, and if it differs from the
    rate so far, queue a reload of every loaded slot from its file. Any non-RT
    thread.
 */
-void
-fl_loader_set_sample_rate(FlLoader* loader, uint32_t sample_rate);
+void fl_loader_set_sample_rate(FlLoader* loader, uint32_t sample_rate);
 
 #endif /* FLITZI_LOADER_H */

@@ -14,8 +14,7 @@ typedef enum {
 } FlLogLevel;
 
 /** Set the most detailed level that is printed (FL_LOG_INFO by default). */
-void
-fl_log_set_level(FlLogLevel level);
+void fl_log_set_level(FlLogLevel level);
 
 /** Print one line: "flitzid: warning: <message>". Any non-RT thread. */
 #if defined(__GNUC__)

@@ -20,17 +20,16 @@
    `output_offset`, scaled by a gain that starts at `gain` and changes by
    `gain_step` each frame (0 for a constant gain).
 
-   The output buffers must not overlap the source or each other. Only the RT thread calls
-   this in flitzid, but it touches nothing but its arguments.
+   The output buffers must not overlap the source or each other. Only the RT
+   thread calls this in flitzid, but it touches nothing but its arguments.
 */
-FL_REALTIME void
-fl_mix_add(const float* source,
-           uint32_t     source_channels,
-           uint32_t     frame_count,
-           float        gain,
-           float        gain_step,
-           float* const* outputs,
-           uint32_t      output_count,
-           uint32_t      output_offset);
+FL_REALTIME void fl_mix_add(const float*  source,
+                            uint32_t      source_channels,
+                            uint32_t      frame_count,
+                            float         gain,
+                            float         gain_step,
+                            float* const* outputs,
+                            uint32_t      output_count,
+                            uint32_t      output_offset);
 
 #endif /* FLITZI_MIXER_H */

@@ -36,17 +36,18 @@ typedef struct {
 } FlOscPeer;
 
 /** A handler: called on the OSC thread with arguments of an accepted form. */
-typedef void (*FlOscHandler)(void*              data,
-                             FlOscServer*       server,
-                             const FlOscPeer*   peer,
-                             const char*        types,
-                             lo_arg* const*     argv,
-                             lo_timetag         time);
+typedef void (*FlOscHandler)(void*            data,
+                             FlOscServer*     server,
+                             const FlOscPeer* peer,
+                             const char*      types,
+                             lo_arg* const*   argv,
+                             lo_timetag       time);
 
 typedef struct {
-  const char*        path;  /**< Address, e.g. "/play" */
-  const char* const* forms; /**< Accepted type tags, NULL-terminated; "" is none */
-  FlOscHandler       handle;
+  const char* path; /**< Address, e.g. "/play" */
+  const char* const*
+               forms; /**< Accepted type tags, NULL-terminated; "" is none */
+  FlOscHandler handle;
 } FlOscMethod;
 
 typedef struct {
@@ -63,48 +64,47 @@ typedef struct {
    tests and fuzzing: then replies are dropped). Returns NULL with a reason
    ("cannot listen on 127.0.0.1:9950: port in use") on failure.
 */
-FlOscServer*
-fl_osc_new(const FlOscConfig* config, char* reason, size_t reason_size);
+FlOscServer* fl_osc_new(const FlOscConfig* config,
+                        char*              reason,
+                        size_t             reason_size);
 
 /** Stop the thread if started and free. `fl_osc_free(NULL)` does nothing. */
-void
-fl_osc_free(FlOscServer* server);
+void fl_osc_free(FlOscServer* server);
 
 /** Start the OSC thread. */
-FlStatus
-fl_osc_start(FlOscServer* server);
+FlStatus fl_osc_start(FlOscServer* server);
 
 /**
    Parse, validate and dispatch one packet from `peer`. The OSC thread calls
    this for every packet it receives; tests and the fuzzer call it directly.
    `data` may be modified.
 */
-void
-fl_osc_dispatch(FlOscServer* server, const FlOscPeer* peer, void* data,
-                size_t size);
+void fl_osc_dispatch(FlOscServer*     server,
+                     const FlOscPeer* peer,
+                     void*            data,
+                     size_t           size);
 
 /** Send `message` to `peer` now. OSC thread (handlers) only. */
-void
-fl_osc_reply(FlOscServer*     server,
-             const FlOscPeer* peer,
-             const char*      path,
-             lo_message       message);
+void fl_osc_reply(FlOscServer*     server,
+                  const FlOscPeer* peer,
+                  const char*      path,
+                  lo_message       message);
 
 /**
    Queue `message` for the OSC thread to send to `peer` (if not NULL) and, if
    `notify`, to every subscriber other than `peer`. Takes ownership of
    `message`. Any non-RT thread.
 */
-void
-fl_osc_post(FlOscServer*     server,
-            const FlOscPeer* peer,
-            bool             notify,
-            const char*      path,
-            lo_message       message);
+void fl_osc_post(FlOscServer*     server,
+                 const FlOscPeer* peer,
+                 bool             notify,
+                 const char*      path,
+                 lo_message       message);
 
 /** Add or remove `peer` as a subscriber to events. OSC thread only. */
-void
-fl_osc_subscribe(FlOscServer* server, const FlOscPeer* peer, bool subscribe);
+void fl_osc_subscribe(FlOscServer*     server,
+                      const FlOscPeer* peer,
+                      bool             subscribe);
 
 /** What the server has seen; each count only grows. */
 typedef struct {
@@ -116,7 +116,6 @@ typedef struct {
 } FlOscCounters;
 
 /** Copy the counters. Any thread. */
-void
-fl_osc_counters(const FlOscServer* server, FlOscCounters* counters);
+void fl_osc_counters(const FlOscServer* server, FlOscCounters* counters);
 
 #endif /* FLITZI_OSC_H */

@@ -28,12 +28,12 @@
    the event ring (whose release/acquire pair orders those writes).
 */
 typedef struct FlSample {
-  float*   frames;      /**< frame_count * channels interleaved floats */
-  char*    path;        /**< Absolute path of the source file */
-  uint32_t frame_count; /**< Number of frames */
-  uint32_t channels;    /**< 1 (mono) or 2 (stereo) */
-  uint32_t sample_rate; /**< Engine rate the frames were prepared for */
-  uint32_t source_rate; /**< Sample rate of the source file */
+  float*   frames;       /**< frame_count * channels interleaved floats */
+  char*    path;         /**< Absolute path of the source file */
+  uint32_t frame_count;  /**< Number of frames */
+  uint32_t channels;     /**< 1 (mono) or 2 (stereo) */
+  uint32_t sample_rate;  /**< Engine rate the frames were prepared for */
+  uint32_t source_rate;  /**< Sample rate of the source file */
   size_t   mapped_bytes; /**< Size of the frames' own mapping, 0 if none */
 
   uint32_t rt_voices;  /**< RT only: voices that play this sample */
@@ -47,24 +47,22 @@ typedef struct FlSample {
    Returns NULL if an allocation fails or `channels` is not 1 or 2. Only
    non-RT threads may call this.
 */
-FlSample*
-fl_sample_new(uint32_t    frame_count,
-              uint32_t    channels,
-              uint32_t    sample_rate,
-              uint32_t    source_rate,
-              const char* path);
+FlSample* fl_sample_new(uint32_t    frame_count,
+                        uint32_t    channels,
+                        uint32_t    sample_rate,
+                        uint32_t    source_rate,
+                        const char* path);
 
 /**
    Allocate a sample as fl_sample_new() does, but leave its frames
    uninitialized: for a caller that writes every frame before the sample is
    published (the decoder). Saves a pass over the whole buffer.
 */
-FlSample*
-fl_sample_new_unfilled(uint32_t    frame_count,
-                       uint32_t    channels,
-                       uint32_t    sample_rate,
-                       uint32_t    source_rate,
-                       const char* path);
+FlSample* fl_sample_new_unfilled(uint32_t    frame_count,
+                                 uint32_t    channels,
+                                 uint32_t    sample_rate,
+                                 uint32_t    source_rate,
+                                 const char* path);
 
 /**
    Free a sample. `fl_sample_free(NULL)` does nothing.
@@ -72,8 +70,7 @@ fl_sample_new_unfilled(uint32_t    frame_count,
    Only non-RT threads may call this, and only for a sample that is not
    published or that the RT thread has handed back.
 */
-void
-fl_sample_free(FlSample* sample);
+void fl_sample_free(FlSample* sample);
 
 /** Return the number of bytes of audio that `sample` holds. */
 static inline uint64_t

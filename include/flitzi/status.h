@@ -27,7 +27,6 @@ typedef enum {
 
    The string is static. Any thread may call this.
 */
-const char*
-fl_strerror(FlStatus status);
+const char* fl_strerror(FlStatus status);
 
 #endif /* FLITZI_STATUS_H */

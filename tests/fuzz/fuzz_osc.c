@@ -16,8 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int
-LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 static FlBank*      bank;
 static FlEngine*    engine;
@@ -38,9 +37,10 @@ static void
 set_up(void)
 {
   bank                        = fl_bank_new(8U);
-  const FlEngineConfig config = {48000U, 2U, 4U, 64U, NULL, NULL};
+  const FlEngineConfig config = { 48000U, 2U, 4U, 64U, NULL, NULL };
   engine                      = fl_engine_new(&config, bank);
-  api = (FlApi){engine, bank, NULL, NULL, NULL, fuzz_now_usecs, NULL, NULL, 0U};
+  api =
+    (FlApi){ engine, bank, NULL, NULL, NULL, fuzz_now_usecs, NULL, NULL, 0U };
 
   /* Slots 0 and 1 hold short samples, so /play reaches the engine. */
   for (uint32_t slot = 0U; slot < 2U; ++slot) {
@@ -52,9 +52,9 @@ set_up(void)
     fl_engine_publish(engine, slot, sample);
   }
 
-  size_t                   count  = 0U;
-  const FlOscMethod* const table  = fl_api_methods(&count);
-  const FlOscConfig        osc    = {NULL, NULL, false, table, count, &api};
+  size_t                   count = 0U;
+  const FlOscMethod* const table = fl_api_methods(&count);
+  const FlOscConfig        osc   = { NULL, NULL, false, table, count, &api };
   char                     reason[128];
   server     = fl_osc_new(&osc, reason, sizeof(reason));
   api.server = server;
@@ -70,14 +70,15 @@ LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
   /* The server parses in place, as it does its receive buffer. */
   uint8_t* const copy = (uint8_t*)malloc(size ? size : 1U);
   memcpy(copy, data, size);
-  const FlOscPeer peer = {.address_size = 0U, .connection = -1};
+  const FlOscPeer peer = { .address_size = 0U, .connection = -1 };
   fl_osc_dispatch(server, &peer, copy, size);
   free(copy);
 
   /* The RT thread's turn: apply what was queued, render a period. */
-  float* const   outputs[2] = {left, right};
-  const FlPeriod period     = {256U, (uint32_t)(usecs / 1000), usecs,
-                               usecs + 5333};
+  float* const   outputs[2] = { left, right };
+  const FlPeriod period     = {
+        256U, (uint32_t)(usecs / 1000), usecs, usecs + 5333
+  };
   fl_engine_process(engine, &period, outputs);
   usecs += 5333;
   for (FlSample* s = NULL; (s = fl_engine_next_retired(engine));) {
