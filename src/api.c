@@ -97,13 +97,48 @@ start_time_of(const FlApi* api, lo_timetag time)
     return FL_PLAY_NOW;
   }
 
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
+  /* Read the two clocks as one instant: JACK's before and after the
+     system's, kept only if the pair was not split by preemption (a few
+     microseconds apart), else the closest of a few tries. A thread
+     descheduled between the reads would shift the start by as long as it
+     waited. */
+  struct timespec now        = { 0, 0 };
+  int64_t         jack_usecs = 0;
+  int64_t         best_gap   = INT64_MAX;
+  for (int attempt = 0; attempt < 8 && best_gap > 20; ++attempt) {
+    struct timespec system;
+    const int64_t   before = api->now_usecs();
+    clock_gettime(CLOCK_REALTIME, &system);
+    const int64_t after = api->now_usecs();
+    if (after - before < best_gap) {
+      best_gap   = after - before;
+      jack_usecs = before + (after - before) / 2;
+      now        = system;
+    }
+  }
+
   const double target =
     (double)time.sec - NTP_UNIX_OFFSET + (double)time.frac / 4294967296.0;
   const double ahead_usecs =
     (target - ((double)now.tv_sec + (double)now.tv_nsec * 1e-9)) * 1e6;
-  return api->now_usecs() + (int64_t)llround(ahead_usecs);
+  return jack_usecs + (int64_t)llround(ahead_usecs);
+}
+
+/* Reply /fail if a request could not be queued. */
+static void
+fail_request(FlOscServer*     server,
+             const FlOscPeer* peer,
+             const char*      path,
+             int32_t          slot,
+             FlStatus         status)
+{
+  if (status) {
+    fail_slot(server,
+              peer,
+              path,
+              slot,
+              status == FL_ERR_QUEUE_FULL ? "queue full" : fl_strerror(status));
+  }
 }
 
 static void
@@ -127,13 +162,7 @@ on_load(void*            data,
       ? fl_loader_load(
           api->loader, (uint32_t)slot, arg_string(argv[1]), peer, sizeof(*peer))
       : FL_ERR_QUEUE_FULL;
-  if (status) {
-    fail_slot(server,
-              peer,
-              "/load",
-              slot,
-              status == FL_ERR_QUEUE_FULL ? "queue full" : fl_strerror(status));
-  }
+  fail_request(server, peer, "/load", slot, status);
 }
 
 static void
@@ -237,13 +266,7 @@ on_unload(void*            data,
     api->loader
       ? fl_loader_unload(api->loader, (uint32_t)slot, peer, sizeof(*peer))
       : FL_ERR_QUEUE_FULL;
-  if (status) {
-    fail_slot(server,
-              peer,
-              "/unload",
-              slot,
-              status == FL_ERR_QUEUE_FULL ? "queue full" : fl_strerror(status));
-  }
+  fail_request(server, peer, "/unload", slot, status);
 }
 
 static void

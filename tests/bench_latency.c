@@ -139,11 +139,11 @@ run(FlTestEnv* env, unsigned period, unsigned row, const char* data_dir)
   /* Bundles 5..500 ms ahead. */
   static jack_time_t targets[BUNDLES];
   for (int i = 0; i < BUNDLES; ++i) {
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    const int64_t    ahead_us = ahead_ms[i % AHEADS] * 1000L;
-    const lo_timetag when     = fl_timetag_after(&now, ahead_us);
-    targets[i]                = jack_get_time() + (jack_time_t)ahead_us;
+    struct timespec   now;
+    const jack_time_t jack_now = fl_clock_pair(&now);
+    const int64_t     ahead_us = ahead_ms[i % AHEADS] * 1000L;
+    const lo_timetag  when     = fl_timetag_after(&now, ahead_us);
+    targets[i]                 = jack_now + (jack_time_t)ahead_us;
     fl_osc_send_bundle(osc, when, "/play", "ii", 0, 127);
     sleep_us(ahead_us + 30000L);
   }

@@ -16,6 +16,7 @@
   Run: meson test -C build --benchmark osc -v
 */
 #include "harness.h"
+#include "robust_util.h"
 
 #include <arpa/inet.h>
 #include <math.h>
@@ -73,30 +74,6 @@ send_paced(int fd, int port, unsigned count, double rate)
     sendto(fd, packet, size, 0, (const struct sockaddr*)&to, sizeof(to));
   }
   return count / (now_s() - begin);
-}
-
-typedef struct {
-  int64_t received, queued, applied, dropped_queue, dropped_packets, failed;
-} Stats;
-
-static bool
-read_stats(FlOsc* osc, Stats* stats)
-{
-  fl_osc_clear(osc);
-  fl_osc_send(osc, "/stats", "");
-  FlReply* const reply = fl_osc_wait(osc, "/stats.reply", 3000);
-  if (!reply || reply->argc != 6) {
-    fl_reply_free(reply);
-    return false;
-  }
-  stats->received        = reply->argv[0].value.h;
-  stats->queued          = reply->argv[1].value.h;
-  stats->applied         = reply->argv[2].value.h;
-  stats->dropped_queue   = reply->argv[3].value.h;
-  stats->dropped_packets = reply->argv[4].value.h;
-  stats->failed          = reply->argv[5].value.h;
-  fl_reply_free(reply);
-  return true;
 }
 
 static double
@@ -187,19 +164,20 @@ main(void)
                                        150000.0, 200000.0, 0.0 };
   int                 no_drop_rate = 0;
   for (size_t r = 0; r < sizeof(rates) / sizeof(rates[0]); ++r) {
-    Stats before, after;
-    read_stats(osc, &before);
+    FlStats before;
+    FlStats after;
+    fl_stats(osc, &before);
     const unsigned count =
       rates[r] > 0.0 ? (unsigned)(rates[r] * 2.0) : 600000U;
     const double sent_rate = send_paced(fd, daemon.port, count, rates[r]);
     fl_sleep_ms(300); /* let the queue drain */
     const double ping = ping_ms(osc);
-    read_stats(osc, &after);
+    fl_stats(osc, &after);
 
     const int64_t received =
-      after.received - before.received - 2; /* stats, ping */
-    const int64_t queued  = after.queued - before.queued;
-    const int64_t applied = after.applied - before.applied;
+      after.messages - before.messages - 2; /* stats, ping */
+    const int64_t queued  = after.plays_queued - before.plays_queued;
+    const int64_t applied = after.plays_applied - before.plays_applied;
     const int64_t dropped = (after.dropped_queue - before.dropped_queue) +
                             (after.dropped_packets - before.dropped_packets);
     const int64_t failed = after.failed - before.failed;

@@ -52,6 +52,25 @@ fl_sleep_ms(int duration_ms)
   }
 }
 
+jack_time_t
+fl_clock_pair(struct timespec* realtime)
+{
+  jack_time_t best     = 0;
+  jack_time_t best_gap = (jack_time_t)-1;
+  for (int attempt = 0; attempt < 8 && best_gap > 20U; ++attempt) {
+    struct timespec   system;
+    const jack_time_t before = jack_get_time();
+    clock_gettime(CLOCK_REALTIME, &system);
+    const jack_time_t after = jack_get_time();
+    if (after - before < best_gap) {
+      best_gap  = after - before;
+      best      = before + (after - before) / 2U;
+      *realtime = system;
+    }
+  }
+  return best;
+}
+
 lo_timetag
 fl_timetag_after(const struct timespec* realtime, int64_t offset_us)
 {

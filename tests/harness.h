@@ -52,6 +52,12 @@ int64_t fl_now_ms(void);
 /** Sleep for `duration_ms` milliseconds. */
 void fl_sleep_ms(int duration_ms);
 
+/**
+   Read jack_get_time() and CLOCK_REALTIME as one instant, as flitzid does
+   for a timetag: retried until no preemption split the two reads.
+*/
+jack_time_t fl_clock_pair(struct timespec* realtime);
+
 /** The OSC timetag `offset_us` microseconds after `realtime` (CLOCK_REALTIME).
  */
 lo_timetag fl_timetag_after(const struct timespec* realtime, int64_t offset_us);

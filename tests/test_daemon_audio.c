@@ -127,11 +127,10 @@ send_play(Play* play)
     // Read as the daemon reads it: CLOCK_REALTIME and jack_get_time() back
     // to back, the timetag's distance from now added to JACK's now.
     struct timespec   realtime;
-    const jack_time_t now_us = jack_get_time();
-    clock_gettime(CLOCK_REALTIME, &realtime);
-    play->start_usecs = (jack_time_t)((int64_t)now_us + play->ahead_us);
-    play->predicted   = jack_time_to_frames(client, play->start_usecs);
-    when              = fl_timetag_after(&realtime, play->ahead_us);
+    const jack_time_t now_us = fl_clock_pair(&realtime);
+    play->start_usecs        = (jack_time_t)((int64_t)now_us + play->ahead_us);
+    play->predicted          = jack_time_to_frames(client, play->start_usecs);
+    when                     = fl_timetag_after(&realtime, play->ahead_us);
   }
 
   play->sent_frame  = jack_frame_time(client);
