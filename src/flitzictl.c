@@ -900,7 +900,8 @@ cmd_status(FlCtl* ctl)
          (double)s.dsp_load_avg_pct,
          (double)s.dsp_load_peak_pct);
   printf("  xruns         %" PRId32 "\n", s.xruns);
-  printf("  dropped       %" PRId32 " messages (queue full)\n",
+  printf("  dropped       %" PRId32
+         " messages (queue full, or lost by the kernel)\n",
          s.dropped_messages);
   printf("  late bundles  %" PRId32 "\n", s.late_bundles);
   return FL_CTL_OK;

@@ -29,7 +29,9 @@ typedef struct {
    Decode the file at `path` into a new sample: normalized float32, mono or
    stereo, resampled to `config->sample_rate` if the file's rate differs.
 
-   Decoding and resampling run as one streaming pass over the file. On
+   Decoding and resampling stream chunk by chunk; files of 4 s and more
+   are resampled in parallel parts, one per core (at most 4), with a result
+   equal bit for bit to one src_simple() call over the whole file. On
    success stores the sample in `*sample` and returns FL_SUCCESS. On failure
    returns the reason's status (FL_ERR_OPEN, FL_ERR_FORMAT, FL_ERR_CHANNELS,
    FL_ERR_TOO_LONG, FL_ERR_EMPTY_FILE, FL_ERR_READ, FL_ERR_RESAMPLE,
