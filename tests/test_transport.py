@@ -118,6 +118,24 @@ def main():
             client.close()
         else:
             tap.ok(False, "oscsend is installed (liblo-tools)")
+    # --connect: outputs go to the first physical playback ports, which the
+    # dummy backend has (system:playback_1, _2).
+    with fx.Daemon(flitzid, "connect", slots=2,
+                   extra_args=["--connect"]) as daemon:
+        listing = subprocess.run(["jack_lsp", "-c"], env=daemon.env,
+                                 capture_output=True, text=True,
+                                 timeout=10).stdout
+        connections = {}
+        port = None
+        for line in listing.splitlines():
+            if line.startswith(" "):
+                connections.setdefault(port, set()).add(line.strip())
+            else:
+                port = line.strip()
+        tap.equal(sorted(connections.get("flitzid:out_1", [])),
+                  ["system:playback_1"], "--connect: out_1 to playback_1")
+        tap.equal(sorted(connections.get("flitzid:out_2", [])),
+                  ["system:playback_2"], "--connect: out_2 to playback_2")
     return tap.finish()
 
 
