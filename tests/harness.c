@@ -534,22 +534,30 @@ fl_jackd_start(FlJackd*         jackd,
 }
 
 /*
-  Remove the futex files ("jack_sem.<uid>_<server>_<client>") a server
-  left in /dev/shm. Only a server that did not finish its shutdown leaves
-  them, and only names of our own server are touched.
+  Remove the files a server left in /dev/shm: its futex files
+  ("jack_sem.<uid>_<server>_<client>") and its socket
+  ("jack_<server>_<uid>_0"). Only a server that did not finish its shutdown
+  leaves them, and only names of our own server are touched.
 */
 static unsigned
 remove_server_files(const FlJackd* jackd)
 {
-  char prefix[128];
+  char futexes[128];
+  char socket[128];
+  snprintf(futexes,
+           sizeof(futexes),
+           "jack_sem.%u_%s_",
+           (unsigned)getuid(),
+           jackd->name);
   snprintf(
-    prefix, sizeof(prefix), "jack_sem.%u_%s_", (unsigned)getuid(), jackd->name);
+    socket, sizeof(socket), "jack_%s_%u_", jackd->name, (unsigned)getuid());
 
   unsigned   removed = 0;
   DIR* const shm     = opendir("/dev/shm");
   for (struct dirent* entry = shm ? readdir(shm) : NULL; entry;
        entry                = readdir(shm)) {
-    if (!strncmp(entry->d_name, prefix, strlen(prefix))) {
+    if (!strncmp(entry->d_name, futexes, strlen(futexes)) ||
+        !strncmp(entry->d_name, socket, strlen(socket))) {
       char path[PATH_MAX];
       snprintf(path, sizeof(path), "/dev/shm/%s", entry->d_name);
       removed += unlink(path) == 0;
