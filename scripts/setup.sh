@@ -7,9 +7,9 @@ FL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # What building and testing flitzi needs on a fresh Debian 12.
 FL_PACKAGES=(
-  gcc meson ninja-build pkg-config python3
+  gcc binutils meson ninja-build pkg-config python3
   libjack-jackd2-dev liblo-dev libsndfile1-dev libsamplerate0-dev
-  libcmocka-dev jackd2 liblo-tools
+  libcmocka-dev jackd2 liblo-tools valgrind
 )
 
 fl_install() {
