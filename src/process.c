@@ -195,8 +195,8 @@ offset_of_time(const FlPeriod* period, int64_t usecs)
   return (int64_t)floor(frames + 0.5);
 }
 
-FL_REALTIME void
-fl_process_apply_retirements(FlEngine* engine, uint32_t* handed_back)
+static FL_REALTIME void
+apply_retirements(FlEngine* engine, uint32_t* handed_back)
 {
   Retirement retirement;
 
@@ -311,6 +311,19 @@ render_voice(FlEngine*       engine,
   }
 }
 
+/* One step of the sweep that ends every pass over the voices: a freed
+   voice's entry goes back to the free list, any other stays in age order
+   at `*kept`. */
+static FL_REALTIME void
+keep_or_free(FlEngine* engine, uint32_t index, uint32_t* kept)
+{
+  if (engine->voices[index].state == VOICE_FREE) {
+    engine->free_list[engine->free_count++] = index;
+  } else {
+    engine->order[(*kept)++] = index;
+  }
+}
+
 FL_REALTIME void
 fl_engine_process(FlEngine*       engine,
                   const FlPeriod* period,
@@ -318,7 +331,7 @@ fl_engine_process(FlEngine*       engine,
 {
   uint32_t handed_back = 0U;
 
-  fl_process_apply_retirements(engine, &handed_back);
+  apply_retirements(engine, &handed_back);
   apply_commands(engine, period, &handed_back);
 
   for (uint32_t c = 0U; c < engine->output_count; ++c) {
@@ -329,18 +342,13 @@ fl_engine_process(FlEngine*       engine,
   uint32_t kept = 0U;
   for (uint32_t i = 0U; i < engine->order_count; ++i) {
     const uint32_t index = engine->order[i];
-    Voice* const   voice = &engine->voices[index];
-    render_voice(engine, voice, period, outputs, &handed_back);
-    if (voice->state == VOICE_FREE) {
-      engine->free_list[engine->free_count++] = index;
-    } else {
-      engine->order[kept++] = index;
-    }
+    render_voice(engine, &engine->voices[index], period, outputs, &handed_back);
+    keep_or_free(engine, index, &kept);
   }
   engine->order_count = kept;
-
   atomic_store_explicit(
     &engine->voices_active, engine->sounding, memory_order_relaxed);
+
   if (handed_back > 0U && engine->wake) {
     engine->wake(engine->wake_data);
   }
@@ -352,20 +360,15 @@ fl_engine_process_offline(FlEngine* engine)
   uint32_t handed_back = 0U;
   Command  command;
 
-  fl_process_apply_retirements(engine, &handed_back);
+  apply_retirements(engine, &handed_back);
   while (fl_ring_read(engine->commands, &command)) {
   }
 
   uint32_t kept = 0U;
   for (uint32_t i = 0U; i < engine->order_count; ++i) {
     const uint32_t index = engine->order[i];
-    Voice* const   voice = &engine->voices[index];
-    end_voice(engine, voice, &handed_back);
-    if (voice->state == VOICE_FREE) {
-      engine->free_list[engine->free_count++] = index;
-    } else {
-      engine->order[kept++] = index;
-    }
+    end_voice(engine, &engine->voices[index], &handed_back);
+    keep_or_free(engine, index, &kept);
   }
   engine->order_count = kept;
   atomic_store_explicit(

@@ -90,9 +90,4 @@ struct FlEngineImpl {
   atomic_ullong dropped_commands; /* control thread */
 };
 
-/* Hand back every retirement and end every voice; see
-   fl_engine_process_offline(). Also used by fl_engine_free(). */
-FL_REALTIME void fl_process_apply_retirements(FlEngine* engine,
-                                              uint32_t* handed_back);
-
 #endif /* FLITZI_PROCESS_H */

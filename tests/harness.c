@@ -1874,6 +1874,19 @@ fl_rig_start(FlRig*             rig,
 }
 
 bool
+fl_rig_quiet(FlRig* rig, int timeout_ms)
+{
+  if (!rig->osc || !fl_daemon_running(&rig->daemon)) {
+    return false;
+  }
+  fl_osc_send(rig->osc, "/stop", "");
+  const bool quiet = fl_osc_wait_voices(rig->osc, 0, timeout_ms);
+  fl_osc_collect(rig->osc, 20);
+  fl_osc_clear(rig->osc);
+  return quiet;
+}
+
+bool
 fl_rig_stop(FlRig* rig)
 {
   fl_recorder_free(rig->recorder);

@@ -520,6 +520,12 @@ bool fl_rig_start(FlRig*             rig,
 bool fl_rig_stop(FlRig* rig);
 
 /**
+   Before a test: the daemon is running, /stop has silenced every voice
+   within `timeout_ms`, and no reply is left queued. Returns false if not.
+*/
+bool fl_rig_quiet(FlRig* rig, int timeout_ms);
+
+/**
    End of a test program: if `failures` is not 0, print the daemon's and the
    server's logs; remove the directory. Returns `failures`.
 */

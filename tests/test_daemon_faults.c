@@ -90,14 +90,7 @@ static int
 test_setup(void** state)
 {
   (void)state;
-  if (!rig.osc || !fl_daemon_running(&rig.daemon)) {
-    return -1;
-  }
-  fl_osc_send(rig.osc, "/stop", "");
-  const bool quiet = fl_osc_wait_voices(rig.osc, 0, 2000);
-  fl_osc_collect(rig.osc, 20);
-  fl_osc_clear(rig.osc);
-  return quiet ? 0 : -1;
+  return fl_rig_quiet(&rig, 2000) ? 0 : -1;
 }
 
 static void

@@ -216,14 +216,10 @@ static int
 test_setup(void** state)
 {
   (void)state;
-  if (!rig.osc || !fl_daemon_running(&rig.daemon) ||
-      !fl_daemon_running(&confined)) {
+  if (!fl_daemon_running(&confined)) {
     return -1;
   }
-  fl_osc_send(rig.osc, "/stop", "");
-  const bool quiet = fl_osc_wait_voices(rig.osc, 0, 2000);
-  fl_osc_collect(rig.osc, 20);
-  fl_osc_clear(rig.osc);
+  const bool quiet = fl_rig_quiet(&rig, 2000);
   fl_osc_collect(confined_osc, 20);
   fl_osc_clear(confined_osc);
   return quiet ? 0 : -1;
