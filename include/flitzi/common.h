@@ -29,4 +29,19 @@
 #define FL_STEAL_FADE_MS 2.0
 #define FL_STOP_FADE_MS 5.0
 
+/** Ramp of a slot's or the master's gain when it changes while sounding. */
+#define FL_GAIN_RAMP_MS 10.0
+
+/** Fade of a pause, a resume, and each side of a seek's crossfade. */
+#define FL_PAUSE_FADE_MS 5.0
+
+/** Largest seam crossfade of a loop. */
+#define FL_MAX_XFADE_MS 50.0
+
+/** Fastest meter rate, snapshots a second. */
+#define FL_MAX_METER_HZ 60U
+
+/** Frames the RT thread renders at a time; longer periods are split. */
+#define FL_BLOCK_FRAMES 1024U
+
 #endif /* FLITZI_COMMON_H */

@@ -34,6 +34,51 @@ typedef struct FlEngineImpl FlEngine;
 /** Slot argument of fl_engine_stop() that stops every voice. */
 #define FL_ALL_SLOTS UINT32_MAX
 
+/** Launch modes of a slot (a pad). */
+typedef enum {
+  FL_MODE_ONESHOT = 0, /**< The region plays once */
+  FL_MODE_LOOP    = 1, /**< The region repeats until stopped */
+} FlMode;
+
+/**
+   A slot's settings as the engine uses them: what /slot/set validated,
+   already converted to linear gains. Times are seconds of the sample; the
+   RT thread turns them into frames of whichever sample a voice plays.
+*/
+typedef struct {
+  uint32_t mode;          /**< FlMode */
+  uint32_t voice_limit;   /**< 0: voices from the shared pool; N: at most N */
+  uint32_t group;         /**< Choke group, 0 for none */
+  float    xfade_ms;      /**< Seam crossfade of a loop, 0..50 */
+  double   start_seconds; /**< Region start */
+  double   end_seconds;   /**< Region end (exclusive); 0 = end of sample */
+  float    gain_left;     /**< Linear gain to out_1: gain and balance */
+  float    gain_right;    /**< Linear gain to out_2 */
+} FlSlotParams;
+
+/** The settings of a slot nobody has touched: v1 playback. */
+#define FL_SLOT_PARAMS_DEFAULT \
+  ((FlSlotParams){ FL_MODE_ONESHOT, 0U, 0U, 0.0f, 0.0, 0.0, 1.0f, 1.0f })
+
+/** What the RT thread tells the telemetry thread. */
+typedef enum {
+  FL_EVENT_STARTED = 1, /**< A slot started to sound */
+  FL_EVENT_STOPPED,     /**< The last voice of a slot ended */
+  FL_EVENT_METER_SLOT,  /**< Peak and playhead of a slot that sounded */
+  FL_EVENT_METER_MASTER /**< Master peaks; closes one meter snapshot */
+} FlEventType;
+
+/** One record of the telemetry ring: fixed size, written by the RT thread. */
+typedef struct {
+  uint32_t type;     /**< FlEventType */
+  uint32_t slot;     /**< Slot, for all but FL_EVENT_METER_MASTER */
+  float    peak;     /**< METER_SLOT: largest |sample| of the slot after its
+                          gain and pan; METER_MASTER: left peak */
+  float  peak_right; /**< METER_MASTER: right peak */
+  double position;   /**< METER_SLOT: seconds into the sample of the
+                          slot's newest voice */
+} FlEvent;
+
 /** Called by the RT thread after it handed samples back; must be RT-safe. */
 typedef void (*FlWakeFunc)(void* data);
 
@@ -64,6 +109,7 @@ typedef struct {
   uint64_t dropped_commands; /**< Commands lost to a full control queue */
   uint64_t stolen_voices;    /**< Voices faded out to make room */
   uint64_t retired_samples;  /**< Samples handed back to be freed */
+  uint64_t dropped_events;   /**< Telemetry records lost to a full ring */
 } FlEngineStats;
 
 /**
@@ -96,6 +142,62 @@ FlStatus fl_engine_play(FlEngine* engine,
                         uint32_t  slot,
                         float     velocity,
                         int64_t   start_usecs);
+
+/**
+   As fl_engine_play(); with `exclusive`, at the frame the new voice starts
+   every other voice fades out (FL_STEAL_FADE_MS). Only the control thread.
+*/
+FlStatus fl_engine_launch(FlEngine* engine,
+                          uint32_t  slot,
+                          float     velocity,
+                          int64_t   start_usecs,
+                          bool      exclusive);
+
+/**
+   Queue new settings for `slot` (validated by the caller). They apply to
+   voices already sounding within the period that takes them: gains ramp
+   over FL_GAIN_RAMP_MS, a region change takes effect at the voice's next
+   pass. Returns FL_ERR_BAD_SLOT or FL_ERR_QUEUE_FULL. Only the control
+   thread.
+*/
+FlStatus fl_engine_set_slot(FlEngine*           engine,
+                            uint32_t            slot,
+                            const FlSlotParams* params);
+
+/**
+   Queue a pause (`pause` true) or resume of every voice of `slot`: they
+   fade out (FL_PAUSE_FADE_MS) and keep their positions, or fade back in
+   from there. Returns as fl_engine_set_slot(). Only the control thread.
+*/
+FlStatus fl_engine_pause(FlEngine* engine, uint32_t slot, bool pause);
+
+/**
+   Queue a move of every voice of `slot` to `seconds` into its sample, with
+   a crossfade of FL_PAUSE_FADE_MS. Returns as fl_engine_set_slot(). Only
+   the control thread.
+*/
+FlStatus fl_engine_seek(FlEngine* engine, uint32_t slot, double seconds);
+
+/**
+   Queue a new master gain (linear, ramped over FL_GAIN_RAMP_MS). Returns
+   FL_ERR_QUEUE_FULL. Only the control thread.
+*/
+FlStatus fl_engine_set_master_gain(FlEngine* engine, float gain);
+
+/**
+   Queue the meter rate: `hz` snapshots a second (0 turns meters off). While
+   on, the RT thread computes per-slot and master peaks and writes a snapshot
+   of FL_EVENT_METER_SLOT records closed by FL_EVENT_METER_MASTER into the
+   telemetry ring every 1/hz s. Returns FL_ERR_QUEUE_FULL. Only the control
+   thread.
+*/
+FlStatus fl_engine_set_meters(FlEngine* engine, uint32_t hz);
+
+/**
+   Take the next telemetry record into `event`. Returns false if there is
+   none. Only the telemetry thread (one consumer) may call this.
+*/
+bool fl_engine_next_event(FlEngine* engine, FlEvent* event);
 
 /**
    Queue a fade-out (FL_STOP_FADE_MS) of every voice of `slot`, or of every

@@ -32,4 +32,50 @@ FL_REALTIME void fl_mix_add(const float*  source,
                             uint32_t      output_count,
                             uint32_t      output_offset);
 
+/**
+   The slot stage: add `frame_count` frames of `sources` (a slot's summed
+   voices, one buffer per output) into `outputs`, output 0 scaled by a gain
+   that starts at `left` and changes by `left_step` a frame, output 1 by
+   `right` and `right_step`. Into one output the gain is the mean of the two.
+   If `peak` is not NULL it is raised to the largest magnitude added (one
+   compare per sample).
+*/
+FL_REALTIME void fl_mix_stage(const float* const* sources,
+                              float* const*       outputs,
+                              uint32_t            output_count,
+                              uint32_t            frame_count,
+                              float               left,
+                              float               left_step,
+                              float               right,
+                              float               right_step,
+                              float*              peak);
+
+/**
+   Write `frame_count` frames (interleaved, `channels` 1 or 2) of a
+   crossfade into `target`: frame i is (1 - w) * `from` + w * `to` with
+   w = weight + weight_step * i. A NULL `from` or `to` stands for silence.
+*/
+FL_REALTIME void fl_mix_crossfade(float*       target,
+                                  const float* from,
+                                  const float* to,
+                                  uint32_t     channels,
+                                  uint32_t     frame_count,
+                                  float        weight,
+                                  float        weight_step);
+
+/**
+   Scale `frame_count` frames of each output in place by a gain that starts
+   at `gain` and changes by `gain_step` a frame (the master gain).
+*/
+FL_REALTIME void fl_mix_scale(float* const* outputs,
+                              uint32_t      output_count,
+                              uint32_t      frame_count,
+                              float         gain,
+                              float         gain_step);
+
+/** Return the larger of `peak` and the largest |sample| of `samples`. */
+FL_REALTIME float fl_mix_peak(const float* samples,
+                              uint32_t     frame_count,
+                              float        peak);
+
 #endif /* FLITZI_MIXER_H */

@@ -14,6 +14,9 @@
 /* Room for every sample that can be waiting to be handed back at once: one
    per voice plus a full retire ring, with some to spare. */
 #define EVENT_CAPACITY 4096U
+/* Telemetry records: a meter snapshot of every slot at 60 Hz, with room
+   for the telemetry thread to be late by a few snapshots. */
+#define TELEMETRY_CAPACITY 16384U
 
 static uint32_t
 fade_frames(uint32_t sample_rate, double milliseconds)
@@ -41,6 +44,7 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
                                       : DEFAULT_COMMAND_CAPACITY;
 
   engine->bank         = bank;
+  engine->slot_count   = fl_bank_slot_count(bank);
   engine->wake         = config->wake;
   engine->wake_data    = config->wake_data;
   engine->output_count = config->output_count;
@@ -52,8 +56,21 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
   engine->voices       = (Voice*)calloc(engine->voice_count, sizeof(Voice));
   engine->order     = (uint32_t*)calloc(engine->voice_count, sizeof(uint32_t));
   engine->free_list = (uint32_t*)calloc(engine->voice_count, sizeof(uint32_t));
+  engine->starting  = (uint32_t*)calloc(engine->voice_count, sizeof(uint32_t));
+  engine->telemetry = fl_ring_new(TELEMETRY_CAPACITY, sizeof(FlEvent));
+  engine->slots     = (SlotState*)calloc(engine->slot_count, sizeof(SlotState));
+  engine->active_slots =
+    (uint32_t*)calloc(engine->slot_count, sizeof(uint32_t));
+  engine->metered = (uint32_t*)calloc(engine->slot_count, sizeof(uint32_t));
+  engine->scratch =
+    (float*)calloc((size_t)FL_MAX_OUTPUTS * FL_BLOCK_FRAMES, sizeof(float));
+  engine->seam =
+    (float*)calloc((size_t)FL_MAX_OUTPUTS * FL_BLOCK_FRAMES, sizeof(float));
   if (!engine->commands || !engine->retirements || !engine->events ||
-      !engine->voices || !engine->order || !engine->free_list) {
+      !engine->voices || !engine->order || !engine->free_list ||
+      !engine->starting || !engine->telemetry || !engine->slots ||
+      !engine->active_slots || !engine->metered || !engine->scratch ||
+      !engine->seam) {
     fl_engine_free(engine);
     return NULL;
   }
@@ -63,6 +80,16 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
     engine->free_list[i] = engine->voice_count - 1U - i;
   }
   engine->free_count = engine->voice_count;
+  for (uint32_t slot = 0U; slot < engine->slot_count; ++slot) {
+    SlotState* const state = &engine->slots[slot];
+    state->params          = FL_SLOT_PARAMS_DEFAULT;
+    state->gain_left       = 1.0f;
+    state->gain_right      = 1.0f;
+    state->first_voice     = NO_VOICE;
+    state->last_voice      = NO_VOICE;
+  }
+  engine->master_gain   = 1.0f;
+  engine->master_target = 1.0f;
   fl_engine_set_sample_rate(engine, config->sample_rate);
 
   atomic_init(&engine->voices_active, 0U);
@@ -71,6 +98,7 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
   atomic_init(&engine->late_plays, 0U);
   atomic_init(&engine->stolen_voices, 0U);
   atomic_init(&engine->retired_samples, 0U);
+  atomic_init(&engine->dropped_events, 0U);
   atomic_init(&engine->dropped_commands, 0U);
   return engine;
 }
@@ -103,6 +131,13 @@ fl_engine_free(FlEngine* engine)
              fl_ring_read_space(engine->retirements) > 0U);
   }
 
+  free(engine->seam);
+  free(engine->scratch);
+  free(engine->metered);
+  free(engine->active_slots);
+  free(engine->slots);
+  fl_ring_free(engine->telemetry);
+  free(engine->starting);
   free(engine->free_list);
   free(engine->order);
   free(engine->voices);
@@ -124,12 +159,13 @@ queue_command(FlEngine* engine, const Command* command)
 }
 
 FlStatus
-fl_engine_play(FlEngine* engine,
-               uint32_t  slot,
-               float     velocity,
-               int64_t   start_usecs)
+fl_engine_launch(FlEngine* engine,
+                 uint32_t  slot,
+                 float     velocity,
+                 int64_t   start_usecs,
+                 bool      exclusive)
 {
-  if (slot >= fl_bank_slot_count(engine->bank)) {
+  if (slot >= engine->slot_count) {
     return FL_ERR_BAD_SLOT;
   }
   if (!(velocity >= 0.0f && velocity <= 1.0f)) { /* false for NaN too */
@@ -139,19 +175,95 @@ fl_engine_play(FlEngine* engine,
     return FL_ERR_EMPTY_SLOT;
   }
 
-  const Command command = { COMMAND_PLAY, slot, velocity, 0U, start_usecs };
+  Command command             = { .type = COMMAND_PLAY, .slot = slot };
+  command.as.play.start_usecs = start_usecs;
+  command.as.play.velocity    = velocity;
+  command.as.play.exclusive   = exclusive ? 1U : 0U;
   return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_play(FlEngine* engine,
+               uint32_t  slot,
+               float     velocity,
+               int64_t   start_usecs)
+{
+  return fl_engine_launch(engine, slot, velocity, start_usecs, false);
 }
 
 FlStatus
 fl_engine_stop(FlEngine* engine, uint32_t slot)
 {
-  if (slot != FL_ALL_SLOTS && slot >= fl_bank_slot_count(engine->bank)) {
+  if (slot != FL_ALL_SLOTS && slot >= engine->slot_count) {
     return FL_ERR_BAD_SLOT;
   }
 
-  const Command command = { COMMAND_STOP, slot, 0.0f, 0U, FL_PLAY_NOW };
+  const Command command = { .type = COMMAND_STOP, .slot = slot };
   return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_set_slot(FlEngine* engine, uint32_t slot, const FlSlotParams* params)
+{
+  if (slot >= engine->slot_count) {
+    return FL_ERR_BAD_SLOT;
+  }
+  Command command     = { .type = COMMAND_SETTINGS, .slot = slot };
+  command.as.settings = *params;
+  return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_pause(FlEngine* engine, uint32_t slot, bool pause)
+{
+  if (slot >= engine->slot_count) {
+    return FL_ERR_BAD_SLOT;
+  }
+  const Command command = { .type = pause ? COMMAND_PAUSE : COMMAND_RESUME,
+                            .slot = slot };
+  return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_seek(FlEngine* engine, uint32_t slot, double seconds)
+{
+  if (slot >= engine->slot_count) {
+    return FL_ERR_BAD_SLOT;
+  }
+  if (!(seconds >= 0.0)) {
+    return FL_ERR_BAD_ARGUMENT;
+  }
+  Command command         = { .type = COMMAND_SEEK, .slot = slot };
+  command.as.seek_seconds = seconds;
+  return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_set_master_gain(FlEngine* engine, float gain)
+{
+  if (!(gain >= 0.0f && gain <= 16.0f)) {
+    return FL_ERR_BAD_ARGUMENT;
+  }
+  Command command        = { .type = COMMAND_MASTER_GAIN, .slot = 0U };
+  command.as.master_gain = gain;
+  return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_set_meters(FlEngine* engine, uint32_t hz)
+{
+  if (hz > FL_MAX_METER_HZ) {
+    return FL_ERR_BAD_ARGUMENT;
+  }
+  Command command     = { .type = COMMAND_METERS, .slot = 0U };
+  command.as.meter_hz = hz;
+  return queue_command(engine, &command);
+}
+
+bool
+fl_engine_next_event(FlEngine* engine, FlEvent* event)
+{
+  return fl_ring_read(engine->telemetry, event);
 }
 
 void
@@ -195,6 +307,8 @@ fl_engine_stats(const FlEngine* engine, FlEngineStats* stats)
     atomic_load_explicit(&engine->stolen_voices, memory_order_relaxed);
   stats->retired_samples =
     atomic_load_explicit(&engine->retired_samples, memory_order_relaxed);
+  stats->dropped_events =
+    atomic_load_explicit(&engine->dropped_events, memory_order_relaxed);
 }
 
 void
@@ -202,4 +316,7 @@ fl_engine_set_sample_rate(FlEngine* engine, uint32_t sample_rate)
 {
   engine->steal_fade_frames = fade_frames(sample_rate, FL_STEAL_FADE_MS);
   engine->stop_fade_frames  = fade_frames(sample_rate, FL_STOP_FADE_MS);
+  engine->pause_fade_frames = fade_frames(sample_rate, FL_PAUSE_FADE_MS);
+  engine->gain_ramp_frames  = fade_frames(sample_rate, FL_GAIN_RAMP_MS);
+  engine->sample_rate       = sample_rate;
 }

@@ -16,6 +16,7 @@
 #include <flitzi/mixer.h>
 
 #include <stddef.h>
+#include <string.h>
 
 static FL_REALTIME void
 mix_mono(const float* restrict source,
@@ -135,4 +136,166 @@ fl_mix_add(const float*  source,
                outputs[0] + output_offset,
                outputs[1] + output_offset);
   }
+}
+
+/* The magnitude of a float as its bit pattern: for non-negative floats the
+   order of the bits is the order of the values, and an integer maximum
+   vectorizes where a float one (NaN rules) does not. */
+static inline uint32_t
+magnitude_bits(float value)
+{
+  uint32_t bits = 0U;
+  memcpy(&bits, &value, sizeof(bits));
+  return bits & 0x7fffffffU;
+}
+
+static inline float
+bits_to_float(uint32_t bits)
+{
+  float value = 0.0f;
+  memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+static FL_REALTIME void
+stage_one(const float* restrict source,
+          uint32_t frame_count,
+          float    gain,
+          float    gain_step,
+          float* restrict output)
+{
+  for (uint32_t i = 0U; i < frame_count; ++i) {
+    output[i] += (gain + gain_step * (float)i) * source[i];
+  }
+}
+
+static FL_REALTIME uint32_t
+stage_one_peak(const float* restrict source,
+               uint32_t frame_count,
+               float    gain,
+               float    gain_step,
+               float* restrict output,
+               uint32_t peak_bits)
+{
+  for (uint32_t i = 0U; i < frame_count; ++i) {
+    const float    sample = (gain + gain_step * (float)i) * source[i];
+    const uint32_t bits   = magnitude_bits(sample);
+    output[i] += sample;
+    peak_bits = bits > peak_bits ? bits : peak_bits;
+  }
+  return peak_bits;
+}
+
+FL_REALTIME void
+fl_mix_stage(const float* const* sources,
+             float* const*       outputs,
+             uint32_t            output_count,
+             uint32_t            frame_count,
+             float               left,
+             float               left_step,
+             float               right,
+             float               right_step,
+             float*              peak)
+{
+  if (output_count == 1U) {
+    left      = 0.5f * (left + right);
+    left_step = 0.5f * (left_step + right_step);
+  }
+  if (!peak) {
+    stage_one(sources[0], frame_count, left, left_step, outputs[0]);
+    if (output_count > 1U) {
+      stage_one(sources[1], frame_count, right, right_step, outputs[1]);
+    }
+    return;
+  }
+  uint32_t bits = magnitude_bits(*peak);
+  bits =
+    stage_one_peak(sources[0], frame_count, left, left_step, outputs[0], bits);
+  if (output_count > 1U) {
+    bits = stage_one_peak(
+      sources[1], frame_count, right, right_step, outputs[1], bits);
+  }
+  *peak = bits_to_float(bits);
+}
+
+FL_REALTIME void
+fl_mix_crossfade(float*       target,
+                 const float* from,
+                 const float* to,
+                 uint32_t     channels,
+                 uint32_t     frame_count,
+                 float        weight,
+                 float        weight_step)
+{
+  const uint32_t count = frame_count * channels;
+  if (channels == 1U) {
+    if (from && to) {
+      for (uint32_t i = 0U; i < count; ++i) {
+        const float w = weight + weight_step * (float)i;
+        target[i]     = from[i] + w * (to[i] - from[i]);
+      }
+    } else {
+      const float* const source = from ? from : to;
+      const float        sign   = from ? -1.0f : 1.0f;
+      const float        base   = from ? 1.0f : 0.0f;
+      for (uint32_t i = 0U; i < count; ++i) {
+        target[i] =
+          (base + sign * (weight + weight_step * (float)i)) * source[i];
+      }
+    }
+    return;
+  }
+  if (from && to) {
+    for (uint32_t i = 0U; i < frame_count; ++i) {
+      const float  w = weight + weight_step * (float)i;
+      const size_t l = 2U * (size_t)i;
+      target[l]      = from[l] + w * (to[l] - from[l]);
+      target[l + 1U] = from[l + 1U] + w * (to[l + 1U] - from[l + 1U]);
+    }
+  } else {
+    const float* const source = from ? from : to;
+    const float        sign   = from ? -1.0f : 1.0f;
+    const float        base   = from ? 1.0f : 0.0f;
+    for (uint32_t i = 0U; i < frame_count; ++i) {
+      const float  g = base + sign * (weight + weight_step * (float)i);
+      const size_t l = 2U * (size_t)i;
+      target[l]      = g * source[l];
+      target[l + 1U] = g * source[l + 1U];
+    }
+  }
+}
+
+static FL_REALTIME void
+scale_one(float* restrict output,
+          uint32_t frame_count,
+          float    gain,
+          float    gain_step)
+{
+  for (uint32_t i = 0U; i < frame_count; ++i) {
+    output[i] *= gain + gain_step * (float)i;
+  }
+}
+
+FL_REALTIME void
+fl_mix_scale(float* const* outputs,
+             uint32_t      output_count,
+             uint32_t      frame_count,
+             float         gain,
+             float         gain_step)
+{
+  scale_one(outputs[0], frame_count, gain, gain_step);
+  if (output_count > 1U) {
+    scale_one(outputs[1], frame_count, gain, gain_step);
+  }
+}
+
+FL_REALTIME float
+fl_mix_peak(const float* samples, uint32_t frame_count, float peak)
+{
+  uint32_t bits = magnitude_bits(peak);
+  for (uint32_t i = 0U; i < frame_count; ++i) {
+    const uint32_t b = magnitude_bits(samples[i]);
+    bits             = b > bits ? b : bits;
+  }
+  return bits_to_float(bits);
 }

@@ -1,6 +1,18 @@
 /*
   Code used in the realtime process thread: applying commands and
-  retirements, the voice pool, and rendering a period.
+  retirements, the voice pool, the slot stage, and rendering a period.
+
+  A period is rendered in blocks of at most FL_BLOCK_FRAMES. Each block:
+  1. voices whose start falls in the block start, in the order of their
+     start frames, and apply what a start does to other voices (a slot's
+     voice limit, choke groups, /play/exclusive) at that very frame;
+  2. voices of slots whose stage is neutral (unity gain, no ramp, meters off)
+     are mixed straight into the outputs in age order, exactly as v1 did;
+     the others are listed per slot, and each such slot's voices are summed
+     into a scratch block that the slot stage (gain ramp, balance, peak)
+     adds to the outputs. The cost follows the sounding voices: a silent
+     slot costs nothing;
+  3. the master gain, meters and telemetry records.
 
   Nothing here allocates, frees, locks, logs, does I/O or waits; the
   rt-symbols test checks the object file for calls that would.
@@ -25,6 +37,23 @@ hand_back(FlEngine* engine, FlSample* sample, uint32_t* handed_back)
   return true;
 }
 
+/* Write a telemetry record; a full ring loses it, counted. */
+static FL_REALTIME void
+emit(FlEngine* engine, const FlEvent* event)
+{
+  if (!fl_ring_write(engine->telemetry, event)) {
+    atomic_fetch_add_explicit(
+      &engine->dropped_events, 1U, memory_order_relaxed);
+  }
+}
+
+static FL_REALTIME void
+emit_slot_event(FlEngine* engine, uint32_t type, uint32_t slot)
+{
+  const FlEvent event = { type, slot, 0.0f, 0.0f, 0.0 };
+  emit(engine, &event);
+}
+
 /* Drop a voice's reference to its sample. Returns false if the sample is
    retired, this was its last voice, and there is no room to hand it back. */
 static FL_REALTIME bool
@@ -43,6 +72,13 @@ release_sample(FlEngine* engine, Voice* voice, uint32_t* handed_back)
   return true;
 }
 
+static FL_REALTIME bool
+is_sounding(const Voice* voice)
+{
+  return voice->state == VOICE_PENDING || voice->state == VOICE_PLAYING ||
+         voice->state == VOICE_PAUSED;
+}
+
 /* Ends a voice: releases its sample, or marks it ENDED to try next period.
    A voice that is already free (a pending voice ended earlier in this
    period, still listed in `order`) is left alone. */
@@ -52,31 +88,54 @@ end_voice(FlEngine* engine, Voice* voice, uint32_t* handed_back)
   if (voice->state == VOICE_FREE) {
     return;
   }
-  if (voice->state == VOICE_PENDING || voice->state == VOICE_PLAYING) {
+  if (is_sounding(voice)) {
     --engine->sounding;
+  }
+  if (voice->sounded) {
+    voice->sounded         = false;
+    SlotState* const state = &engine->slots[voice->slot];
+    if (--state->live == 0U) {
+      emit_slot_event(engine, FL_EVENT_STOPPED, voice->slot);
+    }
   }
   voice->state =
     release_sample(engine, voice, handed_back) ? VOICE_FREE : VOICE_ENDED;
 }
 
-/* Start a linear fade from the voice's current gain to silence. A pending
-   voice has made no sound yet, so it just ends. */
+/* Ramp a voice's gain to `target` over `frames`, starting at frame `at` of
+   the block about to be rendered. */
+static FL_REALTIME void
+start_ramp(Voice*   voice,
+           float    target,
+           uint32_t frames,
+           uint32_t end,
+           uint32_t at)
+{
+  voice->ramp_target = target;
+  voice->ramp_left   = frames;
+  voice->ramp_step   = (target - voice->gain) / (float)frames;
+  voice->ramp_end    = end;
+  voice->ramp_at     = at;
+}
+
+/* Fade a voice out from frame `at` of this block to silence over
+   `fade_frames`, then end it. A pending voice has made no sound yet, so it
+   just ends; a paused one is silent, so it ends too. */
 static FL_REALTIME void
 fade_voice(FlEngine* engine,
            Voice*    voice,
            uint32_t  fade_frames,
+           uint32_t  at,
            uint32_t* handed_back)
 {
-  if (voice->state == VOICE_PENDING) {
+  if (voice->state == VOICE_PENDING || voice->state == VOICE_PAUSED) {
     end_voice(engine, voice, handed_back);
   } else if (voice->state == VOICE_PLAYING) {
     --engine->sounding;
-    voice->state     = VOICE_FADING;
-    voice->fade_left = fade_frames;
-    voice->fade_step = voice->gain / (float)fade_frames;
-  } else if (voice->state == VOICE_FADING && voice->fade_left > fade_frames) {
-    voice->fade_left = fade_frames;
-    voice->fade_step = voice->gain / (float)fade_frames;
+    voice->state = VOICE_FADING;
+    start_ramp(voice, 0.0f, fade_frames, RAMP_END_FREE, at);
+  } else if (voice->state == VOICE_FADING && voice->ramp_left > fade_frames) {
+    start_ramp(voice, 0.0f, fade_frames, RAMP_END_FREE, at);
   }
 }
 
@@ -86,9 +145,22 @@ fade_slot(FlEngine* engine, uint32_t slot, uint32_t* handed_back)
   for (uint32_t i = 0U; i < engine->order_count; ++i) {
     Voice* const voice = &engine->voices[engine->order[i]];
     if (slot == FL_ALL_SLOTS || voice->slot == slot) {
-      fade_voice(engine, voice, engine->stop_fade_frames, handed_back);
+      fade_voice(engine, voice, engine->stop_fade_frames, 0U, handed_back);
     }
   }
+}
+
+/* Take a voice entry off the free list and put it at the end of the age
+   order. Returns NULL if none is free. */
+static FL_REALTIME Voice*
+take_free_voice(FlEngine* engine)
+{
+  if (engine->free_count == 0U) {
+    return NULL;
+  }
+  const uint32_t index = engine->free_list[--engine->free_count];
+  engine->order[engine->order_count++] = index;
+  return &engine->voices[index];
 }
 
 /* Find room for a new voice, stealing the oldest sounding one if the
@@ -101,8 +173,8 @@ allocate_voice(FlEngine* engine, uint32_t* handed_back)
     /* order is oldest first, so the first sounding voice is the oldest. */
     for (uint32_t i = 0U; i < engine->order_count; ++i) {
       Voice* const voice = &engine->voices[engine->order[i]];
-      if (voice->state == VOICE_PLAYING || voice->state == VOICE_PENDING) {
-        fade_voice(engine, voice, engine->steal_fade_frames, handed_back);
+      if (is_sounding(voice)) {
+        fade_voice(engine, voice, engine->steal_fade_frames, 0U, handed_back);
         atomic_fetch_add_explicit(
           &engine->stolen_voices, 1U, memory_order_relaxed);
         break;
@@ -147,9 +219,88 @@ allocate_voice(FlEngine* engine, uint32_t* handed_back)
     return quietest;
   }
 
-  const uint32_t index = engine->free_list[--engine->free_count];
-  engine->order[engine->order_count++] = index;
-  return &engine->voices[index];
+  return take_free_voice(engine);
+}
+
+/* The region of a voice's sample that its slot's settings ask for, in
+   frames, and how its loop seam is crossfaded:
+   - SEAM_PRE when there are seam_frames of audio before the region's start:
+     the last seam_frames of every pass fade into that audio, which then
+     continues into the region's first frame, so the seam has no jump.
+   - SEAM_POST when there is audio after the end instead: the first
+     seam_frames of every pass after the first fade out of it.
+   - SEAM_DIP when the region is the whole sample: its last frames fade out
+     and the next pass's first frames fade in (a short dip, no jump).
+   Each way a pass stays region_end - region_start frames long. */
+static FL_REALTIME void
+refresh_region(const FlEngine* engine, Voice* voice)
+{
+  const SlotState* const state  = &engine->slots[voice->slot];
+  const FlSample* const  sample = voice->sample;
+  const double           rate   = (double)sample->sample_rate;
+  const uint32_t         length = sample->frame_count;
+
+  double start = llround(state->params.start_seconds * rate);
+  double end   = state->params.end_seconds > 0.0
+                   ? llround(state->params.end_seconds * rate)
+                   : (double)length;
+  /* A region that no longer fits the sample (a shorter file was loaded)
+     is clamped to it. */
+  end   = end > (double)length ? (double)length : end;
+  start = start >= end ? 0.0 : start;
+
+  voice->region_serial = state->serial;
+  voice->region_start  = (uint32_t)start;
+  voice->region_end    = (uint32_t)end;
+  voice->looping       = state->params.mode == FL_MODE_LOOP;
+  voice->seam          = SEAM_NONE;
+  voice->seam_frames   = 0U;
+
+  const uint32_t span = voice->region_end - voice->region_start;
+  uint32_t       want =
+    (uint32_t)llround((double)state->params.xfade_ms * rate / 1000.0);
+  if (!voice->looping || want == 0U) {
+    return;
+  }
+  want                = want > span ? span : want;
+  const uint32_t pre  = voice->region_start;
+  const uint32_t post = length - voice->region_end;
+  if (pre >= want || (pre >= post && pre > 0U)) {
+    voice->seam        = SEAM_PRE;
+    voice->seam_frames = pre < want ? pre : want;
+  } else if (post > 0U) {
+    voice->seam        = SEAM_POST;
+    voice->seam_frames = post < want ? post : want;
+  } else {
+    voice->seam        = SEAM_DIP;
+    voice->seam_frames = want > span / 2U ? span / 2U : want;
+  }
+}
+
+/* Start a voice of `slot` at `position` with a fresh region. */
+static FL_REALTIME void
+init_voice(FlEngine* engine,
+           Voice*    voice,
+           FlSample* sample,
+           uint32_t  slot,
+           float     velocity)
+{
+  ++sample->rt_voices;
+  voice->sample       = sample;
+  voice->slot         = slot;
+  voice->velocity     = velocity;
+  voice->gain         = velocity;
+  voice->ramp_left    = 0U;
+  voice->ramp_at      = 0U;
+  voice->ramp_step    = 0.0f;
+  voice->ramp_target  = velocity;
+  voice->ramp_end     = RAMP_END_HOLD;
+  voice->start_offset = 0U;
+  voice->exclusive    = false;
+  voice->sounded      = false;
+  voice->wrapped      = false;
+  refresh_region(engine, voice);
+  voice->position = voice->region_start;
 }
 
 static FL_REALTIME void
@@ -167,16 +318,112 @@ apply_play(FlEngine* engine, const Command* command, uint32_t* handed_back)
     return;
   }
 
-  ++sample->rt_voices;
-  voice->sample      = sample;
-  voice->start_usecs = command->start_usecs;
-  voice->position    = 0U;
-  voice->slot        = command->slot;
-  voice->gain        = command->velocity;
-  voice->fade_step   = 0.0f;
-  voice->fade_left   = 0U;
+  init_voice(engine, voice, sample, command->slot, command->as.play.velocity);
+  voice->start_usecs = command->as.play.start_usecs;
+  voice->exclusive   = command->as.play.exclusive != 0U;
   voice->state       = VOICE_PENDING;
   ++engine->sounding;
+}
+
+static FL_REALTIME void
+apply_settings(FlEngine* engine, uint32_t slot, const FlSlotParams* params)
+{
+  SlotState* const state = &engine->slots[slot];
+  state->params          = *params;
+  ++state->serial;
+
+  /* A slot that sounds ramps to its new gains; a silent one jumps. */
+  if (state->live > 0U) {
+    const float frames = (float)engine->gain_ramp_frames;
+    state->ramp_left   = engine->gain_ramp_frames;
+    state->step_left   = (params->gain_left - state->gain_left) / frames;
+    state->step_right  = (params->gain_right - state->gain_right) / frames;
+  } else {
+    state->gain_left  = params->gain_left;
+    state->gain_right = params->gain_right;
+    state->ramp_left  = 0U;
+  }
+}
+
+static FL_REALTIME void
+apply_pause(FlEngine* engine, uint32_t slot, bool pause)
+{
+  for (uint32_t i = 0U; i < engine->order_count; ++i) {
+    Voice* const voice = &engine->voices[engine->order[i]];
+    if (voice->slot != slot) {
+      continue;
+    }
+    if (pause && voice->state == VOICE_PLAYING) {
+      start_ramp(voice, 0.0f, engine->pause_fade_frames, RAMP_END_PAUSE, 0U);
+    } else if (!pause && voice->state == VOICE_PAUSED) {
+      voice->state = VOICE_PLAYING;
+      voice->gain  = 0.0f;
+      start_ramp(
+        voice, voice->velocity, engine->pause_fade_frames, RAMP_END_HOLD, 0U);
+    } else if (!pause && voice->state == VOICE_PLAYING &&
+               voice->ramp_end == RAMP_END_PAUSE) {
+      start_ramp(
+        voice, voice->velocity, engine->pause_fade_frames, RAMP_END_HOLD, 0U);
+    }
+  }
+}
+
+/* Move the slot's voices: a playing voice crossfades into a copy of itself
+   at the new position (the copy takes a free entry, the old one fades out
+   as a tail); a paused voice just moves. */
+static FL_REALTIME void
+apply_seek(FlEngine* engine,
+           uint32_t  slot,
+           double    seconds,
+           uint32_t* handed_back)
+{
+  const uint32_t count = engine->order_count;
+  for (uint32_t i = 0U; i < count; ++i) {
+    Voice* const voice = &engine->voices[engine->order[i]];
+    if (voice->slot != slot ||
+        (voice->state != VOICE_PLAYING && voice->state != VOICE_PAUSED)) {
+      continue;
+    }
+    const double   frames = llround(seconds * voice->sample->sample_rate);
+    const uint32_t last   = voice->sample->frame_count - 1U;
+    const uint32_t target = frames > (double)last ? last : (uint32_t)frames;
+
+    Voice* const copy =
+      voice->state == VOICE_PLAYING && voice->ramp_end != RAMP_END_PAUSE
+        ? take_free_voice(engine)
+        : NULL;
+    if (!copy) {
+      voice->position = target;
+      voice->wrapped  = false;
+      continue;
+    }
+    init_voice(engine, copy, voice->sample, slot, voice->velocity);
+    copy->position = target;
+    copy->state    = VOICE_PLAYING;
+    copy->sounded  = true;
+    copy->gain     = 0.0f;
+    start_ramp(
+      copy, voice->velocity, engine->pause_fade_frames, RAMP_END_HOLD, 0U);
+    ++engine->slots[slot].live;
+    ++engine->sounding;
+    fade_voice(engine, voice, engine->pause_fade_frames, 0U, handed_back);
+  }
+}
+
+static FL_REALTIME void
+apply_master_gain(FlEngine* engine, float gain)
+{
+  engine->master_target    = gain;
+  engine->master_ramp_left = engine->gain_ramp_frames;
+  engine->master_step =
+    (gain - engine->master_gain) / (float)engine->gain_ramp_frames;
+}
+
+static FL_REALTIME void
+apply_meters(FlEngine* engine, uint32_t hz)
+{
+  engine->meter_interval = hz ? engine->sample_rate / hz : 0U;
+  engine->meter_due      = (int64_t)engine->meter_interval;
 }
 
 /* Return the offset in this period of the frame whose time is `usecs`:
@@ -226,89 +473,449 @@ apply_commands(FlEngine* engine, const FlPeriod* period, uint32_t* handed_back)
   uint32_t count = fl_ring_read_space(engine->commands);
   Command  command;
   while (count-- > 0U && fl_ring_read(engine->commands, &command)) {
-    if (command.type == COMMAND_PLAY) {
-      apply_play(engine, &command, handed_back);
-      if (command.start_usecs != FL_PLAY_NOW &&
-          offset_of_time(period, command.start_usecs) < 0) {
-        atomic_fetch_add_explicit(
-          &engine->late_plays, 1U, memory_order_relaxed);
-      }
-    } else if (command.type == COMMAND_STOP) {
-      fade_slot(engine, command.slot, handed_back);
+    switch (command.type) {
+      case COMMAND_PLAY:
+        apply_play(engine, &command, handed_back);
+        if (command.as.play.start_usecs != FL_PLAY_NOW &&
+            offset_of_time(period, command.as.play.start_usecs) < 0) {
+          atomic_fetch_add_explicit(
+            &engine->late_plays, 1U, memory_order_relaxed);
+        }
+        break;
+      case COMMAND_STOP:
+        fade_slot(engine, command.slot, handed_back);
+        break;
+      case COMMAND_SETTINGS:
+        apply_settings(engine, command.slot, &command.as.settings);
+        break;
+      case COMMAND_PAUSE:
+      case COMMAND_RESUME:
+        apply_pause(engine, command.slot, command.type == COMMAND_PAUSE);
+        break;
+      case COMMAND_SEEK:
+        apply_seek(engine, command.slot, command.as.seek_seconds, handed_back);
+        break;
+      case COMMAND_MASTER_GAIN:
+        apply_master_gain(engine, command.as.master_gain);
+        break;
+      case COMMAND_METERS:
+        apply_meters(engine, command.as.meter_hz);
+        break;
+      default:
+        break;
     }
   }
 }
 
-/* Render one voice into the period, ending it when it is done. */
+/* What a voice starting at frame `at` of the block does to the others: the
+   oldest voices of its slot beyond the slot's limit, the voices of other
+   slots in its choke group, or with /play/exclusive every other voice, fade
+   out from that frame. */
 static FL_REALTIME void
-render_voice(FlEngine*       engine,
-             Voice*          voice,
-             const FlPeriod* period,
-             float* const*   outputs,
-             uint32_t*       handed_back)
+choke_for(FlEngine*    engine,
+          const Voice* started,
+          uint32_t     at,
+          uint32_t*    handed_back)
 {
-  uint32_t offset = 0U;
-  if (voice->state == VOICE_FREE) {
-    return; /* a pending voice stopped or stolen in this period */
+  const SlotState* const state   = &engine->slots[started->slot];
+  const uint32_t         limit   = state->params.voice_limit;
+  const uint32_t         group   = state->params.group;
+  uint32_t               of_slot = 0U;
+
+  if (limit > 0U) {
+    for (uint32_t i = 0U; i < engine->order_count; ++i) {
+      const Voice* const voice = &engine->voices[engine->order[i]];
+      of_slot +=
+        voice != started && voice->slot == started->slot &&
+        (voice->state == VOICE_PLAYING || voice->state == VOICE_PAUSED);
+    }
   }
+
+  for (uint32_t i = 0U; i < engine->order_count; ++i) {
+    Voice* const voice = &engine->voices[engine->order[i]];
+    if (voice == started ||
+        (voice->state != VOICE_PLAYING && voice->state != VOICE_PAUSED &&
+         voice->state != VOICE_FADING)) {
+      continue;
+    }
+    bool choke = started->exclusive;
+    if (voice->slot == started->slot) {
+      /* Oldest first: the first ones found are the ones over the limit. */
+      if (limit > 0U && of_slot >= limit && voice->state != VOICE_FADING) {
+        choke = true;
+        --of_slot;
+      }
+    } else if (group > 0U && engine->slots[voice->slot].params.group == group) {
+      choke = true;
+    }
+    if (choke) {
+      fade_voice(engine, voice, engine->steal_fade_frames, at, handed_back);
+    }
+  }
+}
+
+/* Step 1 of a block: start the voices whose first frame falls in it, in the
+   order of those frames. */
+static FL_REALTIME void
+start_voices(FlEngine* engine, const FlPeriod* block, uint32_t* handed_back)
+{
+  uint32_t starting = 0U;
+  for (uint32_t i = 0U; i < engine->order_count; ++i) {
+    Voice* const voice = &engine->voices[engine->order[i]];
+    if (voice->state != VOICE_PENDING) {
+      continue;
+    }
+    uint32_t offset = 0U;
+    if (voice->start_usecs != FL_PLAY_NOW) {
+      const int64_t start = offset_of_time(block, voice->start_usecs);
+      if (start >= (int64_t)block->frame_count) {
+        continue; /* starts in a later block */
+      }
+      offset = start > 0 ? (uint32_t)start : 0U;
+    }
+    voice->start_offset = offset;
+    /* Insertion by start frame; stable, so equal frames keep age order. */
+    uint32_t at = starting++;
+    while (at > 0U &&
+           engine->voices[engine->starting[at - 1U]].start_offset > offset) {
+      engine->starting[at] = engine->starting[at - 1U];
+      --at;
+    }
+    engine->starting[at] = engine->order[i];
+  }
+
+  for (uint32_t i = 0U; i < starting; ++i) {
+    Voice* const voice = &engine->voices[engine->starting[i]];
+    if (voice->state != VOICE_PENDING) {
+      continue; /* choked by one that started before it */
+    }
+    voice->state   = VOICE_PLAYING;
+    voice->sounded = true;
+    if (engine->slots[voice->slot].live++ == 0U) {
+      emit_slot_event(engine, FL_EVENT_STARTED, voice->slot);
+    }
+    choke_for(engine, voice, voice->start_offset, handed_back);
+    voice->exclusive = false;
+  }
+}
+
+/* The seam stretch of a loop voice that covers `position`: its first frame
+   and length (0: none), the audio it fades to, and the fade's direction. */
+typedef struct {
+  uint32_t first;
+  uint32_t frames;
+} SeamZone;
+
+static FL_REALTIME SeamZone
+seam_zone(const Voice* voice)
+{
+  const SeamZone none = { 0U, 0U };
+  if (voice->seam == SEAM_NONE || voice->position >= voice->region_end) {
+    return none;
+  }
+  const uint32_t x = voice->seam_frames;
+  if (voice->seam == SEAM_PRE ||
+      (voice->seam == SEAM_DIP && voice->position >= voice->region_start + x)) {
+    const SeamZone zone = { voice->region_end - x, x };
+    return zone;
+  }
+  if (voice->wrapped && voice->position >= voice->region_start &&
+      voice->position < voice->region_start + x) {
+    const SeamZone zone = { voice->region_start, x };
+    return zone;
+  }
+  return none;
+}
+
+/* Write `frames` frames of the seam crossfade into engine->seam, the
+   voice's own channel layout, starting `k` frames into the zone. Frame k of
+   a zone of x frames weighs the audio it fades to by (k + 1) / (x + 1). */
+static FL_REALTIME const float*
+render_seam(FlEngine* engine, const Voice* voice, uint32_t k, uint32_t frames)
+{
+  const FlSample* const sample   = voice->sample;
+  const uint32_t        channels = sample->channels;
+  const uint32_t        span     = voice->region_end - voice->region_start;
+  const float           step     = 1.0f / (float)(voice->seam_frames + 1U);
+  const float           weight   = (float)(k + 1U) * step;
+  const float* const here = sample->frames + (size_t)voice->position * channels;
+  const float*       from = NULL; /* what fades out */
+  const float*       to   = NULL; /* what fades in */
+
+  switch (voice->seam) {
+    case SEAM_PRE:
+      from = here;
+      to   = here - (size_t)span * channels;
+      break;
+    case SEAM_POST:
+      from = here + (size_t)span * channels;
+      to   = here;
+      break;
+    default: /* SEAM_DIP */
+      if (voice->position >= voice->region_end - voice->seam_frames &&
+          voice->position >= voice->region_start + voice->seam_frames) {
+        from = here;
+      } else {
+        to = here;
+      }
+      break;
+  }
+  fl_mix_crossfade(engine->seam, from, to, channels, frames, weight, step);
+  return engine->seam;
+}
+
+/* Render one voice into `targets` (the outputs, or a slot's scratch) for the
+   block of `block_frames`, ending it when it is done. */
+static FL_REALTIME void
+render_voice(FlEngine*     engine,
+             Voice*        voice,
+             uint32_t      block_frames,
+             float* const* targets,
+             uint32_t*     handed_back)
+{
   if (voice->state == VOICE_ENDED) {
     end_voice(engine, voice, handed_back);
     return;
   }
-
-  if (voice->state == VOICE_PENDING) {
-    if (voice->start_usecs != FL_PLAY_NOW) {
-      const int64_t start = offset_of_time(period, voice->start_usecs);
-      if (start >= (int64_t)period->frame_count) {
-        return; /* starts in a later period */
-      }
-      offset = start > 0 ? (uint32_t)start : 0U;
-    }
-    voice->state = VOICE_PLAYING;
+  if (voice->state != VOICE_PLAYING && voice->state != VOICE_FADING) {
+    return; /* free, pending in a later block, or paused */
+  }
+  if (voice->region_serial != engine->slots[voice->slot].serial) {
+    refresh_region(engine, voice);
   }
 
   const FlSample* const sample = voice->sample;
-  uint32_t              count  = period->frame_count - offset;
-  const uint32_t        left   = sample->frame_count - voice->position;
-  if (count > left) {
-    count = left;
-  }
+  uint32_t              offset = voice->start_offset;
+  voice->start_offset          = 0U;
 
-  const float* const source =
-    sample->frames + (size_t)voice->position * sample->channels;
-  if (voice->state == VOICE_FADING) {
-    if (count > voice->fade_left) {
-      count = voice->fade_left;
+  while (offset < block_frames) {
+    /* The next stretch: up to the end of the block, of the region (or of
+       the sample, for a voice placed past its region), of a constant-gain
+       or ramp segment, and in or out of a seam zone. */
+    const uint32_t boundary = voice->position < voice->region_end
+                                ? voice->region_end
+                                : sample->frame_count;
+    uint32_t       count    = block_frames - offset;
+    if (count > boundary - voice->position) {
+      count = boundary - voice->position;
     }
-    /* The first faded frame is already one step down and the last one is
-       at 0 (to float rounding, a few 1e-8), so the fade ends in silence,
-       never with a jump. */
+
+    float gain = voice->gain;
+    float step = 0.0f;
+    if (voice->ramp_left > 0U) {
+      if (offset < voice->ramp_at) {
+        count =
+          count < voice->ramp_at - offset ? count : voice->ramp_at - offset;
+      } else {
+        count = count < voice->ramp_left ? count : voice->ramp_left;
+        /* The first ramped frame is one step along and the last one is at
+           the target, so a fade-out ends in silence, never with a jump. */
+        step = voice->ramp_step;
+        gain = voice->gain + step;
+      }
+    }
+
+    const SeamZone zone   = seam_zone(voice);
+    const float*   source = NULL;
+    if (zone.frames > 0U && voice->position < zone.first) {
+      count = count < zone.first - voice->position
+                ? count
+                : zone.first - voice->position;
+    } else if (zone.frames > 0U) {
+      const uint32_t k = voice->position - zone.first;
+      count            = count < zone.frames - k ? count : zone.frames - k;
+      source           = render_seam(engine, voice, k, count);
+    }
+    if (!source) {
+      source = sample->frames + (size_t)voice->position * sample->channels;
+    }
+
     fl_mix_add(source,
                sample->channels,
                count,
-               voice->gain - voice->fade_step,
-               -voice->fade_step,
-               outputs,
+               gain,
+               step,
+               targets,
                engine->output_count,
                offset);
-    voice->gain -= voice->fade_step * (float)count;
-    voice->fade_left -= count;
-  } else {
-    fl_mix_add(source,
-               sample->channels,
-               count,
-               voice->gain,
-               0.0f,
-               outputs,
-               engine->output_count,
-               offset);
+
+    offset += count;
+    voice->position += count;
+    if (voice->position == boundary) {
+      if (!voice->looping) {
+        end_voice(engine, voice, handed_back);
+        return;
+      }
+      voice->position = voice->region_start;
+      voice->wrapped  = true;
+    }
+
+    if (step != 0.0f) {
+      voice->gain += step * (float)count;
+      voice->ramp_left -= count;
+      if (voice->ramp_left == 0U) {
+        voice->gain = voice->ramp_target;
+        if (voice->ramp_end == RAMP_END_FREE) {
+          end_voice(engine, voice, handed_back);
+          return;
+        }
+        if (voice->ramp_end == RAMP_END_PAUSE) {
+          voice->state = VOICE_PAUSED;
+          break;
+        }
+      }
+    }
+  }
+  voice->ramp_at = 0U;
+}
+
+/* Step 2b: the voices of one non-neutral slot, summed in the scratch block,
+   through the slot stage into the outputs. */
+static FL_REALTIME void
+render_slot(FlEngine*     engine,
+            uint32_t      slot,
+            uint32_t      block_frames,
+            float* const* outputs,
+            uint32_t*     handed_back)
+{
+  SlotState* const state                   = &engine->slots[slot];
+  float* const     scratch[FL_MAX_OUTPUTS] = { engine->scratch,
+                                               engine->scratch + FL_BLOCK_FRAMES };
+  for (uint32_t c = 0U; c < engine->output_count; ++c) {
+    memset(scratch[c], 0, block_frames * sizeof(float));
   }
 
-  voice->position += count;
-  if (voice->position >= sample->frame_count ||
-      (voice->state == VOICE_FADING && voice->fade_left == 0U)) {
-    end_voice(engine, voice, handed_back);
+  for (uint32_t index = state->first_voice; index != NO_VOICE;) {
+    Voice* const voice = &engine->voices[index];
+    render_voice(engine, voice, block_frames, scratch, handed_back);
+    if (voice->sample) {
+      state->position =
+        (double)voice->position / (double)voice->sample->sample_rate;
+    }
+    index = voice->next_in_slot;
   }
+  state->first_voice = NO_VOICE;
+  state->last_voice  = NO_VOICE;
+
+  /* The stage's gains: a ramp to the settings' gains, then constant. */
+  uint32_t done = 0U;
+  while (done < block_frames) {
+    uint32_t count      = block_frames - done;
+    float    left       = state->gain_left;
+    float    right      = state->gain_right;
+    float    step_left  = 0.0f;
+    float    step_right = 0.0f;
+    if (state->ramp_left > 0U) {
+      count      = count < state->ramp_left ? count : state->ramp_left;
+      step_left  = state->step_left;
+      step_right = state->step_right;
+      left += step_left;
+      right += step_right;
+    }
+    float* const from[FL_MAX_OUTPUTS] = { scratch[0] + done,
+                                          scratch[1] + done };
+    float* const to[FL_MAX_OUTPUTS]   = {
+        outputs[0] + done, engine->output_count > 1U ? outputs[1] + done : NULL
+    };
+    fl_mix_stage((const float* const*)from,
+                 to,
+                 engine->output_count,
+                 count,
+                 left,
+                 step_left,
+                 right,
+                 step_right,
+                 engine->meter_interval ? &state->peak : NULL);
+    if (state->ramp_left > 0U) {
+      state->gain_left += step_left * (float)count;
+      state->gain_right += step_right * (float)count;
+      state->ramp_left -= count;
+      if (state->ramp_left == 0U) {
+        state->gain_left  = state->params.gain_left;
+        state->gain_right = state->params.gain_right;
+      }
+    }
+    done += count;
+  }
+
+  if (engine->meter_interval && !state->metered) {
+    state->metered                           = true;
+    engine->metered[engine->metered_count++] = slot;
+  }
+}
+
+/* Step 3: master gain and meters. */
+static FL_REALTIME void
+finish_block(FlEngine* engine, uint32_t block_frames, float* const* outputs)
+{
+  if (engine->master_ramp_left > 0U || engine->master_gain != 1.0f) {
+    uint32_t count = block_frames;
+    float    gain  = engine->master_gain;
+    float    step  = 0.0f;
+    if (engine->master_ramp_left > 0U) {
+      count =
+        count < engine->master_ramp_left ? count : engine->master_ramp_left;
+      step = engine->master_step;
+      gain += step;
+    }
+    fl_mix_scale(outputs, engine->output_count, count, gain, step);
+    if (count < block_frames) {
+      /* The ramp ended inside the block: the rest at the target. */
+      engine->master_gain               = engine->master_target;
+      engine->master_ramp_left          = 0U;
+      float* const rest[FL_MAX_OUTPUTS] = { outputs[0] + count,
+                                            engine->output_count > 1U
+                                              ? outputs[1] + count
+                                              : NULL };
+      fl_mix_scale(rest,
+                   engine->output_count,
+                   block_frames - count,
+                   engine->master_gain,
+                   0.0f);
+    } else if (engine->master_ramp_left > 0U) {
+      engine->master_gain += step * (float)count;
+      engine->master_ramp_left -= count;
+      if (engine->master_ramp_left == 0U) {
+        engine->master_gain = engine->master_target;
+      }
+    }
+  }
+
+  if (engine->meter_interval == 0U) {
+    return;
+  }
+  for (uint32_t c = 0U; c < engine->output_count; ++c) {
+    engine->master_peak[c] =
+      fl_mix_peak(outputs[c], block_frames, engine->master_peak[c]);
+  }
+  engine->meter_due -= (int64_t)block_frames;
+  if (engine->meter_due > 0) {
+    return;
+  }
+  engine->meter_due += (int64_t)engine->meter_interval;
+  if (engine->meter_due <= 0) {
+    engine->meter_due = (int64_t)engine->meter_interval;
+  }
+
+  for (uint32_t i = 0U; i < engine->metered_count; ++i) {
+    SlotState* const state = &engine->slots[engine->metered[i]];
+    const FlEvent    event = { FL_EVENT_METER_SLOT,
+                               engine->metered[i],
+                               state->peak,
+                               0.0f,
+                               state->position };
+    emit(engine, &event);
+    state->peak    = 0.0f;
+    state->metered = false;
+  }
+  engine->metered_count = 0U;
+  const FlEvent master  = { FL_EVENT_METER_MASTER,
+                            0U,
+                            engine->master_peak[0],
+                            engine->master_peak[engine->output_count - 1U],
+                            0.0 };
+  emit(engine, &master);
+  engine->master_peak[0] = engine->master_peak[1] = 0.0f;
 }
 
 /* One step of the sweep that ends every pass over the voices: a freed
@@ -322,6 +929,53 @@ keep_or_free(FlEngine* engine, uint32_t index, uint32_t* kept)
   } else {
     engine->order[(*kept)++] = index;
   }
+}
+
+/* A slot whose stage would change nothing: its voices go straight to the
+   outputs, as in v1. */
+static FL_REALTIME bool
+is_neutral(const FlEngine* engine, const SlotState* state)
+{
+  return state->gain_left == 1.0f && state->gain_right == 1.0f &&
+         state->ramp_left == 0U && engine->meter_interval == 0U;
+}
+
+static FL_REALTIME void
+render_block(FlEngine*       engine,
+             const FlPeriod* block,
+             float* const*   outputs,
+             uint32_t*       handed_back)
+{
+  const uint32_t frames = block->frame_count;
+  start_voices(engine, block, handed_back);
+
+  for (uint32_t i = 0U; i < engine->order_count; ++i) {
+    const uint32_t   index = engine->order[i];
+    Voice* const     voice = &engine->voices[index];
+    SlotState* const state = &engine->slots[voice->slot];
+    if (voice->state == VOICE_FREE || voice->state == VOICE_PENDING ||
+        voice->state == VOICE_PAUSED) {
+      continue;
+    }
+    if (is_neutral(engine, state)) {
+      render_voice(engine, voice, frames, outputs, handed_back);
+      continue;
+    }
+    voice->next_in_slot = NO_VOICE;
+    if (state->first_voice == NO_VOICE) {
+      state->first_voice                           = index;
+      engine->active_slots[engine->active_count++] = voice->slot;
+    } else {
+      engine->voices[state->last_voice].next_in_slot = index;
+    }
+    state->last_voice = index;
+  }
+
+  for (uint32_t i = 0U; i < engine->active_count; ++i) {
+    render_slot(engine, engine->active_slots[i], frames, outputs, handed_back);
+  }
+  engine->active_count = 0U;
+  finish_block(engine, frames, outputs);
 }
 
 FL_REALTIME void
@@ -338,12 +992,30 @@ fl_engine_process(FlEngine*       engine,
     memset(outputs[c], 0, period->frame_count * sizeof(float));
   }
 
-  /* Render in age order and drop finished voices from the order list. */
+  /* Blocks of at most FL_BLOCK_FRAMES, each with its share of the period's
+     timing, so a start time maps to the same frame however it is split. */
+  const int64_t span = period->next_usecs - period->usecs;
+  for (uint32_t done = 0U; done < period->frame_count;) {
+    uint32_t frames   = period->frame_count - done;
+    frames            = frames > FL_BLOCK_FRAMES ? FL_BLOCK_FRAMES : frames;
+    FlPeriod block    = *period;
+    block.frame_count = frames;
+    block.first_frame = period->first_frame + done;
+    block.usecs =
+      period->usecs + span * (int64_t)done / (int64_t)period->frame_count;
+    block.next_usecs = period->usecs + span * (int64_t)(done + frames) /
+                                         (int64_t)period->frame_count;
+    float* const at[FL_MAX_OUTPUTS] = {
+      outputs[0] + done, engine->output_count > 1U ? outputs[1] + done : NULL
+    };
+    render_block(engine, &block, at, &handed_back);
+    done += frames;
+  }
+
+  /* Drop finished voices from the order list. */
   uint32_t kept = 0U;
   for (uint32_t i = 0U; i < engine->order_count; ++i) {
-    const uint32_t index = engine->order[i];
-    render_voice(engine, &engine->voices[index], period, outputs, &handed_back);
-    keep_or_free(engine, index, &kept);
+    keep_or_free(engine, engine->order[i], &kept);
   }
   engine->order_count = kept;
   atomic_store_explicit(
@@ -362,6 +1034,15 @@ fl_engine_process_offline(FlEngine* engine)
 
   apply_retirements(engine, &handed_back);
   while (fl_ring_read(engine->commands, &command)) {
+    /* Settings and the master gain are state, not events: keep them. */
+    if (command.type == COMMAND_SETTINGS) {
+      apply_settings(engine, command.slot, &command.as.settings);
+    } else if (command.type == COMMAND_MASTER_GAIN) {
+      engine->master_gain = engine->master_target = command.as.master_gain;
+      engine->master_ramp_left                    = 0U;
+    } else if (command.type == COMMAND_METERS) {
+      apply_meters(engine, command.as.meter_hz);
+    }
   }
 
   uint32_t kept = 0U;
