@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up for scripts/run and scripts/test; source it, don't run it.
 #
 # fl_install PACKAGE...  installs the Debian packages that are missing.
@@ -12,6 +13,7 @@ FL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # oscsend (liblo-tools), valgrind, objdump (binutils) and python3; setpriv
 # and sh come with every Debian. Lint (clang-format, cppcheck), scripts/fuzz
 # (clang) and scripts/plot-bench (gnuplot) install their own.
+# shellcheck disable=SC2034 # read by the scripts that source this file
 FL_PACKAGES=(
   gcc libc6-dev binutils meson ninja-build pkg-config python3
   libjack-jackd2-dev liblo-dev libsndfile1-dev libsamplerate0-dev
