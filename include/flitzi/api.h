@@ -14,11 +14,13 @@
 #include <flitzi/engine.h>
 #include <flitzi/loader.h>
 #include <flitzi/osc.h>
+#include <flitzi/settings.h>
+#include <flitzi/telemetry.h>
 
 #include <stdio.h>
 
 #define FL_VERSION "0.1.0"
-#define FL_API_VERSION 1
+#define FL_API_VERSION 1 /* /pong: v1 clients check it; v2 only adds */
 
 typedef struct {
   FlEngine*    engine;
@@ -30,7 +32,11 @@ typedef struct {
   int64_t (*now_usecs)(void);
   void (*quit)(void* data);
   void*    quit_data;
-  uint64_t plays_queued; /**< OSC thread only: /play that reached the queue */
+  uint64_t plays_queued;   /**< OSC thread only: /play that reached the queue */
+  FlTelemetry* telemetry;  /**< NULL: /meters is refused */
+  uint32_t     max_voices; /**< --voices, the top of the voices key */
+  /** OSC thread only: every slot's settings as the user gave them. */
+  FlSlotSettings settings[FL_MAX_SLOTS];
 } FlApi;
 
 /** Return the method table and its length. */

@@ -79,7 +79,10 @@ typedef struct {
                           slot's newest voice */
 } FlEvent;
 
-/** Called by the RT thread after it handed samples back; must be RT-safe. */
+/**
+   Called by the RT thread at the end of a period in which it handed samples
+   back or wrote telemetry records; must be RT-safe.
+*/
 typedef void (*FlWakeFunc)(void* data);
 
 typedef struct {

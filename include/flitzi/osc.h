@@ -43,6 +43,12 @@ typedef void (*FlOscHandler)(void*            data,
                              lo_arg* const*   argv,
                              lo_timetag       time);
 
+/**
+   A method: its address, the type-tag forms it accepts and its handler. In
+   a form, X stands for any number (f, d or i), * for any value (a number or
+   s), and a trailing group "(...)+" repeats one or more times: /slot/set is
+   "i(s*)+".
+*/
 typedef struct {
   const char* path; /**< Address, e.g. "/play" */
   const char* const*
@@ -100,6 +106,14 @@ void fl_osc_post(FlOscServer*     server,
                  bool             notify,
                  const char*      path,
                  lo_message       message);
+
+/**
+   Queue `bundle` for the OSC thread to send to `peer`. Takes ownership of
+   the bundle and its messages. Any non-RT thread.
+*/
+void fl_osc_post_bundle(FlOscServer*     server,
+                        const FlOscPeer* peer,
+                        lo_bundle        bundle);
 
 /** Add or remove `peer` as a subscriber to events. OSC thread only. */
 void fl_osc_subscribe(FlOscServer*     server,

@@ -33,6 +33,18 @@ arg_string(const lo_arg* arg)
   return (const char*)arg;
 }
 
+/* A number argument: float32, float64 or int32 (the contract's "(f)"). */
+static double
+arg_number(char type, const lo_arg* arg)
+{
+  if (type == 'd') {
+    double value = 0.0;
+    memcpy(&value, arg, sizeof(value));
+    return value;
+  }
+  return type == 'i' ? (double)arg_int(arg) : (double)arg_float(arg);
+}
+
 static void
 fail_slot(FlOscServer*     server,
           const FlOscPeer* peer,
@@ -47,6 +59,21 @@ fail_slot(FlOscServer*     server,
   fl_osc_reply(server, peer, "/fail", message);
   lo_message_free(message);
 }
+
+static void
+fail(FlOscServer*     server,
+     const FlOscPeer* peer,
+     const char*      path,
+     const char*      reason)
+{
+  lo_message const message = lo_message_new();
+  lo_message_add_string(message, path);
+  lo_message_add_string(message, reason);
+  fl_osc_reply(server, peer, "/fail", message);
+  lo_message_free(message);
+}
+
+static void reset_settings(FlApi* api, uint32_t slot);
 
 /* Check an id from the network; on failure, reply and return false. */
 static bool
@@ -165,17 +192,19 @@ on_load(void*            data,
   fail_request(server, peer, "/load", slot, status);
 }
 
+/* /play and /play/exclusive. */
 static void
-on_play(void*            data,
-        FlOscServer*     server,
-        const FlOscPeer* peer,
-        const char*      types,
-        lo_arg* const*   argv,
-        lo_timetag       time)
+launch(FlApi*           api,
+       FlOscServer*     server,
+       const FlOscPeer* peer,
+       const char*      path,
+       const char*      types,
+       lo_arg* const*   argv,
+       lo_timetag       time,
+       bool             exclusive)
 {
-  FlApi* const  api  = (FlApi*)data;
   const int32_t slot = arg_int(argv[0]);
-  if (!check_slot(api, server, peer, "/play", slot)) {
+  if (!check_slot(api, server, peer, path, slot)) {
     return;
   }
 
@@ -187,7 +216,7 @@ on_play(void*            data,
                sizeof(reason),
                "velocity %d is not in 0..127",
                arg_int(argv[1]));
-      fail_slot(server, peer, "/play", slot, reason);
+      fail_slot(server, peer, path, slot, reason);
       return;
     }
     velocity = (float)arg_int(argv[1]) / 127.0f;
@@ -198,7 +227,7 @@ on_play(void*            data,
                sizeof(reason),
                "velocity %g is not in [0, 1]",
                (double)velocity);
-      fail_slot(server, peer, "/play", slot, reason);
+      fail_slot(server, peer, path, slot, reason);
       return;
     }
   }
@@ -208,21 +237,44 @@ on_play(void*            data,
     fl_backend_stats(api->backend, false, &backend);
   }
   if (api->backend && !backend.connected) {
-    fail_slot(server, peer, "/play", slot, "not connected to the JACK server");
+    fail_slot(server, peer, path, slot, "not connected to the JACK server");
     return;
   }
 
-  const FlStatus status = fl_engine_play(
-    api->engine, (uint32_t)slot, velocity, start_time_of(api, time));
+  const FlStatus status = fl_engine_launch(
+    api->engine, (uint32_t)slot, velocity, start_time_of(api, time), exclusive);
   api->plays_queued += status == FL_SUCCESS;
   if (status == FL_ERR_EMPTY_SLOT) {
     snprintf(reason, sizeof(reason), "slot %d is empty", slot);
-    fail_slot(server, peer, "/play", slot, reason);
+    fail_slot(server, peer, path, slot, reason);
   } else if (status == FL_ERR_QUEUE_FULL) {
-    fail_slot(server, peer, "/play", slot, "queue full");
+    fail_slot(server, peer, path, slot, "queue full");
   } else if (status) {
-    fail_slot(server, peer, "/play", slot, fl_strerror(status));
+    fail_slot(server, peer, path, slot, fl_strerror(status));
   }
+}
+
+static void
+on_play(void*            data,
+        FlOscServer*     server,
+        const FlOscPeer* peer,
+        const char*      types,
+        lo_arg* const*   argv,
+        lo_timetag       time)
+{
+  launch((FlApi*)data, server, peer, "/play", types, argv, time, false);
+}
+
+static void
+on_play_exclusive(void*            data,
+                  FlOscServer*     server,
+                  const FlOscPeer* peer,
+                  const char*      types,
+                  lo_arg* const*   argv,
+                  lo_timetag       time)
+{
+  launch(
+    (FlApi*)data, server, peer, "/play/exclusive", types, argv, time, true);
 }
 
 static void
@@ -267,6 +319,10 @@ on_unload(void*            data,
       ? fl_loader_unload(api->loader, (uint32_t)slot, peer, sizeof(*peer))
       : FL_ERR_QUEUE_FULL;
   fail_request(server, peer, "/unload", slot, status);
+  if (!status) {
+    /* An emptied pad forgets its settings (a reload keeps them). */
+    reset_settings(api, (uint32_t)slot);
+  }
 }
 
 static void
@@ -423,18 +479,405 @@ on_quit(void*            data,
   }
 }
 
-static const char* const forms_load[] = { "is", NULL };
-static const char* const forms_play[] = { "if", "ii", NULL };
-static const char* const forms_stop[] = { "", "i", NULL };
-static const char* const forms_slot[] = { "i", NULL };
-static const char* const forms_none[] = { "", NULL };
+/* Slot settings */
+
+/* The length of the slot's sample in seconds, or 0 when it is empty. */
+static double
+slot_length(FlApi* api, uint32_t slot)
+{
+  static FlSlotInfo info; /* OSC thread only; 4 KiB is too much for a frame */
+  if (!fl_bank_info(api->bank, slot, &info) || !info.loaded ||
+      info.sample_rate == 0U) {
+    return 0.0;
+  }
+  return (double)info.frame_count / (double)info.sample_rate;
+}
+
+static FlStatus
+publish_settings(FlApi* api, uint32_t slot, const FlSlotSettings* settings)
+{
+  const FlSlotParams params = fl_settings_params(settings);
+  const FlStatus     status = fl_engine_set_slot(api->engine, slot, &params);
+  if (!status) {
+    api->settings[slot] = *settings;
+  }
+  return status;
+}
+
+static void
+reset_settings(FlApi* api, uint32_t slot)
+{
+  FlSlotSettings settings;
+  fl_settings_reset(&settings);
+  publish_settings(api, slot, &settings);
+}
+
+/* Read one key/value pair of /slot/set into `settings`; on failure write
+   the reason. */
+static bool
+read_setting(FlApi*          api,
+             FlSlotSettings* settings,
+             const char*     name,
+             char            type,
+             const lo_arg*   value,
+             char*           reason,
+             size_t          reason_size)
+{
+  const FlSettingKey key = fl_settings_find(name);
+  if (key == FL_KEY_COUNT) {
+    snprintf(reason, reason_size, "unknown key '%s'", name);
+    return false;
+  }
+
+  const FlSettingInfo* const info   = &fl_settings_table()[key];
+  double                     number = 0.0;
+  if (info->type == FL_VALUE_ENUM) {
+    if (type != 's') {
+      snprintf(
+        reason, reason_size, "%s takes a string: oneshot or loop", info->name);
+      return false;
+    }
+    const char* const text  = arg_string(value);
+    size_t            index = 0U;
+    while (info->choices[index] && strcmp(info->choices[index], text)) {
+      ++index;
+    }
+    if (!info->choices[index]) {
+      snprintf(reason,
+               reason_size,
+               "%s must be oneshot or loop (got '%.64s')",
+               info->name,
+               text);
+      return false;
+    }
+    number = (double)index;
+  } else if (info->type == FL_VALUE_INTEGER) {
+    if (type != 'i') {
+      snprintf(
+        reason, reason_size, "%s takes a whole number (int32)", info->name);
+      return false;
+    }
+    number = (double)arg_int(value);
+  } else {
+    if (type == 's') {
+      snprintf(reason,
+               reason_size,
+               "%s takes a number (float, double or int)",
+               info->name);
+      return false;
+    }
+    number = arg_number(type, value);
+  }
+
+  if (!fl_settings_check(key, number, api->max_voices, reason, reason_size)) {
+    return false;
+  }
+  settings->value[key] = number;
+  return true;
+}
+
+/* Keys and values of one /slot/set at most: every key a few times over. */
+#define MAX_SETTING_PAIRS 32U
+
+static void
+on_slot_set(void*            data,
+            FlOscServer*     server,
+            const FlOscPeer* peer,
+            const char*      types,
+            lo_arg* const*   argv,
+            lo_timetag       time)
+{
+  (void)time;
+  FlApi* const  api  = (FlApi*)data;
+  const int32_t slot = arg_int(argv[0]);
+  if (!check_slot(api, server, peer, "/slot/set", slot)) {
+    return;
+  }
+
+  char         reason[192];
+  const size_t values = strlen(types) - 1U;
+  if (values / 2U > MAX_SETTING_PAIRS) {
+    snprintf(reason,
+             sizeof(reason),
+             "too many settings: %zu pairs (at most %u)",
+             values / 2U,
+             MAX_SETTING_PAIRS);
+    fail_slot(server, peer, "/slot/set", slot, reason);
+    return;
+  }
+
+  FlSlotSettings settings = api->settings[slot];
+  for (size_t i = 1U; i <= values; i += 2U) {
+    if (types[i] != 's') {
+      snprintf(reason,
+               sizeof(reason),
+               "argument %zu must be a key (a string)",
+               i + 1U);
+      fail_slot(server, peer, "/slot/set", slot, reason);
+      return;
+    }
+    if (i + 1U > values) {
+      snprintf(reason,
+               sizeof(reason),
+               "key '%.64s' has no value",
+               arg_string(argv[i]));
+      fail_slot(server, peer, "/slot/set", slot, reason);
+      return;
+    }
+    if (!read_setting(api,
+                      &settings,
+                      arg_string(argv[i]),
+                      types[i + 1U],
+                      argv[i + 1U],
+                      reason,
+                      sizeof(reason))) {
+      fail_slot(server, peer, "/slot/set", slot, reason);
+      return;
+    }
+  }
+  if (!fl_settings_check_region(
+        &settings, slot_length(api, (uint32_t)slot), reason, sizeof(reason))) {
+    fail_slot(server, peer, "/slot/set", slot, reason);
+    return;
+  }
+  if (publish_settings(api, (uint32_t)slot, &settings)) {
+    fail_slot(server, peer, "/slot/set", slot, "queue full");
+  }
+}
+
+static void
+on_slot_get(void*            data,
+            FlOscServer*     server,
+            const FlOscPeer* peer,
+            const char*      types,
+            lo_arg* const*   argv,
+            lo_timetag       time)
+{
+  (void)types;
+  (void)time;
+  FlApi* const  api  = (FlApi*)data;
+  const int32_t slot = arg_int(argv[0]);
+  if (!check_slot(api, server, peer, "/slot/get", slot)) {
+    return;
+  }
+
+  /* A region that no longer fits the loaded sample is clamped to it, as
+     the engine plays it. */
+  FlSlotSettings settings = api->settings[slot];
+  const double   length   = slot_length(api, (uint32_t)slot);
+  double* const  value    = settings.value;
+  if (length > 0.0) {
+    value[FL_KEY_END] = value[FL_KEY_END] > length ? 0.0 : value[FL_KEY_END];
+    value[FL_KEY_START] =
+      value[FL_KEY_START] >= length ? 0.0 : value[FL_KEY_START];
+    if (value[FL_KEY_END] > 0.0 && value[FL_KEY_START] >= value[FL_KEY_END]) {
+      value[FL_KEY_START] = 0.0;
+    }
+  }
+
+  const FlSettingInfo* const table   = fl_settings_table();
+  lo_message const           message = lo_message_new();
+  lo_message_add_int32(message, slot);
+  for (int key = 0; key < FL_KEY_COUNT; ++key) {
+    lo_message_add_string(message, table[key].name);
+    if (table[key].type == FL_VALUE_ENUM) {
+      lo_message_add_string(message, table[key].choices[(int)value[key]]);
+    } else if (table[key].type == FL_VALUE_INTEGER) {
+      lo_message_add_int32(message, (int32_t)value[key]);
+    } else {
+      lo_message_add_float(message, (float)value[key]);
+    }
+  }
+  fl_osc_reply(server, peer, "/slot/settings", message);
+  lo_message_free(message);
+}
+
+static void
+on_slot_reset(void*            data,
+              FlOscServer*     server,
+              const FlOscPeer* peer,
+              const char*      types,
+              lo_arg* const*   argv,
+              lo_timetag       time)
+{
+  (void)types;
+  (void)time;
+  FlApi* const  api  = (FlApi*)data;
+  const int32_t slot = arg_int(argv[0]);
+  if (!check_slot(api, server, peer, "/slot/reset", slot)) {
+    return;
+  }
+  FlSlotSettings settings;
+  fl_settings_reset(&settings);
+  if (publish_settings(api, (uint32_t)slot, &settings)) {
+    fail_slot(server, peer, "/slot/reset", slot, "queue full");
+  }
+}
+
+/* Transport of a pad: pause, resume, seek */
+
+static void
+pause_or_resume(FlApi*           api,
+                FlOscServer*     server,
+                const FlOscPeer* peer,
+                const char*      path,
+                lo_arg* const*   argv,
+                bool             pause)
+{
+  const int32_t slot = arg_int(argv[0]);
+  if (check_slot(api, server, peer, path, slot) &&
+      fl_engine_pause(api->engine, (uint32_t)slot, pause)) {
+    fail_slot(server, peer, path, slot, "queue full");
+  }
+}
+
+static void
+on_pause(void*            data,
+         FlOscServer*     server,
+         const FlOscPeer* peer,
+         const char*      types,
+         lo_arg* const*   argv,
+         lo_timetag       time)
+{
+  (void)types;
+  (void)time;
+  pause_or_resume((FlApi*)data, server, peer, "/pause", argv, true);
+}
+
+static void
+on_resume(void*            data,
+          FlOscServer*     server,
+          const FlOscPeer* peer,
+          const char*      types,
+          lo_arg* const*   argv,
+          lo_timetag       time)
+{
+  (void)types;
+  (void)time;
+  pause_or_resume((FlApi*)data, server, peer, "/resume", argv, false);
+}
+
+static void
+on_seek(void*            data,
+        FlOscServer*     server,
+        const FlOscPeer* peer,
+        const char*      types,
+        lo_arg* const*   argv,
+        lo_timetag       time)
+{
+  (void)time;
+  FlApi* const  api  = (FlApi*)data;
+  const int32_t slot = arg_int(argv[0]);
+  if (!check_slot(api, server, peer, "/seek", slot)) {
+    return;
+  }
+
+  char         reason[128];
+  const double seconds = arg_number(types[1], argv[1]);
+  const double length  = slot_length(api, (uint32_t)slot);
+  if (length <= 0.0) {
+    snprintf(reason, sizeof(reason), "slot %d is empty", slot);
+  } else if (!(seconds >= 0.0 && seconds < length)) {
+    snprintf(reason,
+             sizeof(reason),
+             "position %g s is not in the sample (0 to %g s)",
+             seconds,
+             length);
+  } else if (fl_engine_seek(api->engine, (uint32_t)slot, seconds)) {
+    snprintf(reason, sizeof(reason), "queue full");
+  } else {
+    return;
+  }
+  fail_slot(server, peer, "/seek", slot, reason);
+}
+
+static void
+on_master_gain(void*            data,
+               FlOscServer*     server,
+               const FlOscPeer* peer,
+               const char*      types,
+               lo_arg* const*   argv,
+               lo_timetag       time)
+{
+  (void)time;
+  FlApi* const api     = (FlApi*)data;
+  const double gain_db = arg_number(types[0], argv[0]);
+  char         reason[96];
+  if (!(gain_db >= -60.0 && gain_db <= 12.0)) {
+    snprintf(reason,
+             sizeof(reason),
+             "gain must be a number from -60 to 12 dB (got %g)",
+             gain_db);
+    fail(server, peer, "/master/gain", reason);
+  } else if (fl_engine_set_master_gain(api->engine,
+                                       fl_settings_db_to_gain(gain_db))) {
+    fail(server, peer, "/master/gain", "queue full");
+  }
+}
+
+static void
+on_meters(void*            data,
+          FlOscServer*     server,
+          const FlOscPeer* peer,
+          const char*      types,
+          lo_arg* const*   argv,
+          lo_timetag       time)
+{
+  (void)types;
+  (void)time;
+  FlApi* const  api = (FlApi*)data;
+  const int32_t hz  = arg_int(argv[0]);
+  char          reason[96];
+  if (hz < 0 || hz > (int32_t)FL_MAX_METER_HZ) {
+    snprintf(reason,
+             sizeof(reason),
+             "rate %d is not in 0..%u (0 turns meters off)",
+             hz,
+             FL_MAX_METER_HZ);
+    fail(server, peer, "/meters", reason);
+    return;
+  }
+  const FlStatus status =
+    api->telemetry ? fl_telemetry_set_meters(api->telemetry, peer, (uint32_t)hz)
+                   : FL_ERR_QUEUE_FULL;
+  if (status == FL_ERR_QUEUE_FULL) {
+    fail(server, peer, "/meters", "too many meter clients, or queue full");
+  } else if (status) {
+    fail(server, peer, "/meters", fl_strerror(status));
+  } else {
+    reply_done(server, peer, "/meters", hz, true);
+  }
+}
+
+static const char* const forms_load[]     = { "is", NULL };
+static const char* const forms_play[]     = { "if", "ii", NULL };
+static const char* const forms_stop[]     = { "", "i", NULL };
+static const char* const forms_slot[]     = { "i", NULL };
+static const char* const forms_none[]     = { "", NULL };
+static const char* const forms_slot_set[] = { "i(*)+", NULL };
+static const char* const forms_seek[]     = { "iX", NULL };
+static const char* const forms_number[]   = { "X", NULL };
 
 static const FlOscMethod methods[] = {
-  { "/load", forms_load, on_load },     { "/play", forms_play, on_play },
-  { "/stop", forms_stop, on_stop },     { "/unload", forms_slot, on_unload },
-  { "/query", forms_slot, on_query },   { "/status", forms_none, on_status },
-  { "/stats", forms_none, on_stats },   { "/ping", forms_none, on_ping },
-  { "/notify", forms_slot, on_notify }, { "/quit", forms_none, on_quit },
+  { "/load", forms_load, on_load },
+  { "/play", forms_play, on_play },
+  { "/stop", forms_stop, on_stop },
+  { "/unload", forms_slot, on_unload },
+  { "/query", forms_slot, on_query },
+  { "/status", forms_none, on_status },
+  { "/stats", forms_none, on_stats },
+  { "/ping", forms_none, on_ping },
+  { "/notify", forms_slot, on_notify },
+  { "/quit", forms_none, on_quit },
+  { "/slot/set", forms_slot_set, on_slot_set },
+  { "/slot/get", forms_slot, on_slot_get },
+  { "/slot/reset", forms_slot, on_slot_reset },
+  { "/play/exclusive", forms_play, on_play_exclusive },
+  { "/pause", forms_slot, on_pause },
+  { "/resume", forms_slot, on_resume },
+  { "/seek", forms_seek, on_seek },
+  { "/master/gain", forms_number, on_master_gain },
+  { "/meters", forms_slot, on_meters },
 };
 
 const FlOscMethod*

@@ -10,6 +10,7 @@
 #include <flitzi/loader.h>
 #include <flitzi/log.h>
 #include <flitzi/osc.h>
+#include <flitzi/telemetry.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -321,6 +322,7 @@ typedef struct {
   FlLoader*    loader;
   FlOscServer* server;
   FlBackend*   backend;
+  FlTelemetry* telemetry;
   FlApi        api;
 } Daemon;
 
@@ -338,6 +340,7 @@ free_daemon(Daemon* daemon)
     fl_engine_process_offline(daemon->engine);
     free_retired(daemon->engine);
   }
+  fl_telemetry_free(daemon->telemetry);
   fl_engine_free(daemon->engine);
   fl_bank_free(daemon->bank);
 }
@@ -396,6 +399,7 @@ run(Daemon* daemon)
     }
 
     free_retired(daemon->engine);
+    fl_telemetry_run(daemon->telemetry);
 
     FlBackendStats stats;
     fl_backend_stats(daemon->backend, false, &stats);
@@ -405,7 +409,8 @@ run(Daemon* daemon)
       reported_xruns = stats.xruns;
     }
 
-    /* Sleep until woken (RT hand-back, xrun, server gone, signal, /quit),
+    /* Sleep until woken (RT hand-back or telemetry, xrun, server gone,
+       signal, /quit),
        or for a second while reconnecting, or for 1 s anyway. */
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -461,8 +466,14 @@ main(int argc, char** argv)
                                          wake_main,      NULL };
   daemon->engine =
     daemon->bank ? fl_engine_new(&engine_config, daemon->bank) : NULL;
-  daemon->api = (FlApi){ daemon->engine,       daemon->bank, NULL, NULL, NULL,
-                         fl_backend_now_usecs, request_quit, NULL, 0U };
+  daemon->telemetry =
+    daemon->engine ? fl_telemetry_new(daemon->engine, options.slots) : NULL;
+  daemon->api.engine     = daemon->engine;
+  daemon->api.bank       = daemon->bank;
+  daemon->api.now_usecs  = fl_backend_now_usecs;
+  daemon->api.quit       = request_quit;
+  daemon->api.telemetry  = daemon->telemetry;
+  daemon->api.max_voices = options.voices;
 
   const FlLoaderConfig loader_config = {
     daemon->engine,
@@ -474,7 +485,7 @@ main(int argc, char** argv)
     fl_api_load_done,
     &daemon->api,
   };
-  daemon->loader     = daemon->engine ? fl_loader_new(&loader_config) : NULL;
+  daemon->loader     = daemon->telemetry ? fl_loader_new(&loader_config) : NULL;
   daemon->api.loader = daemon->loader;
 
   size_t             method_count = 0U;
@@ -487,6 +498,9 @@ main(int argc, char** argv)
   daemon->server =
     daemon->loader ? fl_osc_new(&osc_config, reason, sizeof(reason)) : NULL;
   daemon->api.server = daemon->server;
+  if (daemon->telemetry) {
+    fl_telemetry_set_server(daemon->telemetry, daemon->server);
+  }
 
   const FlBackendConfig backend_config = {
     options.client_name, options.channels, options.connect, daemon->engine,

@@ -93,6 +93,8 @@ same_peer(const FlOscPeer* a, const FlOscPeer* b)
 
 /* Sending */
 
+static void enqueue(FlOscServer* server, Outgoing* outgoing);
+
 static Connection*
 find_connection(FlOscServer* server, int32_t id)
 {
@@ -180,7 +182,17 @@ fl_osc_post(FlOscServer*     server,
   if (peer) {
     outgoing->peer = *peer;
   }
+  enqueue(server, outgoing);
+}
 
+/* Append to the outbox and wake the OSC thread. */
+static void
+enqueue(FlOscServer* server, Outgoing* outgoing)
+{
+  if (server->wake_fd < 0) {
+    free(outgoing); /* a server without sockets sends nothing */
+    return;
+  }
   pthread_mutex_lock(&server->outbox_lock);
   if (server->outbox_tail) {
     server->outbox_tail->next = outgoing;
@@ -194,6 +206,25 @@ fl_osc_post(FlOscServer*     server,
   if (server->wake_fd >= 0 && write(server->wake_fd, &one, sizeof(one)) < 0) {
     fl_log(FL_LOG_DEBUG, "cannot wake the OSC thread: %s", strerror(errno));
   }
+}
+
+void
+fl_osc_post_bundle(FlOscServer* server, const FlOscPeer* peer, lo_bundle bundle)
+{
+  const size_t    size     = lo_bundle_length(bundle);
+  Outgoing* const outgoing = (Outgoing*)calloc(1, sizeof(Outgoing) + size);
+  if (!outgoing) {
+    lo_bundle_free_recursive(bundle);
+    return;
+  }
+
+  size_t written = size;
+  lo_bundle_serialise(bundle, outgoing->data, &written);
+  lo_bundle_free_recursive(bundle);
+  outgoing->size     = written;
+  outgoing->has_peer = true;
+  outgoing->peer     = *peer;
+  enqueue(server, outgoing);
 }
 
 static void
@@ -265,6 +296,47 @@ find_method(const FlOscServer* server, const char* path)
   return NULL;
 }
 
+/* Does the type tag `type` fit the form letter `letter`? X stands for a
+   number (f, d or i) and * for any value (a number or s). */
+static bool
+fits(char letter, char type)
+{
+  const bool number = type == 'f' || type == 'd' || type == 'i';
+  return type && (letter == type || (letter == 'X' && number) ||
+                  (letter == '*' && (number || type == 's')));
+}
+
+/* Does `types` match `form`? A form is form letters, and may end in a group
+   "(...)+" that repeats one or more times. */
+static bool
+matches_form(const char* form, const char* types)
+{
+  for (; *form && *form != '('; ++form, ++types) {
+    if (!fits(*form, *types)) {
+      return false;
+    }
+  }
+  if (!*form) {
+    return *types == '\0';
+  }
+
+  const char* const group = form + 1;
+  const char* const close = strchr(group, ')');
+  if (!close || close == group || close[1] != '+') {
+    return false;
+  }
+  size_t repeats = 0U;
+  while (*types) {
+    for (const char* letter = group; letter < close; ++letter, ++types) {
+      if (!fits(*letter, *types)) {
+        return false;
+      }
+    }
+    ++repeats;
+  }
+  return repeats > 0U;
+}
+
 static void
 fail_bad_arguments(FlOscServer*       server,
                    const FlOscPeer*   peer,
@@ -316,7 +388,7 @@ dispatch_message(FlOscServer*     server,
   } else {
     bool accepted = false;
     for (size_t i = 0U; method->forms[i] && !accepted; ++i) {
-      accepted = !strcmp(method->forms[i], types);
+      accepted = matches_form(method->forms[i], types);
     }
     if (accepted) {
       method->handle(server->config.method_data,

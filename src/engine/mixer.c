@@ -164,24 +164,45 @@ stage_one(const float* restrict source,
           float    gain_step,
           float* restrict output)
 {
-  for (uint32_t i = 0U; i < frame_count; ++i) {
-    output[i] += (gain + gain_step * (float)i) * source[i];
+  /* A stage ramps only for FL_GAIN_RAMP_MS after a change: the constant
+     gain gets a loop of its own, without the ramp's per-frame conversion
+     and multiply (the same result: gain + 0 * i is gain). */
+  if (gain_step == 0.0f) {
+    for (uint32_t i = 0U; i < frame_count; ++i) {
+      output[i] += gain * source[i];
+    }
+  } else {
+    for (uint32_t i = 0U; i < frame_count; ++i) {
+      output[i] += (gain + gain_step * (float)i) * source[i];
+    }
   }
 }
 
-static FL_REALTIME uint32_t
+/* Peaks compare magnitude bits as int32_t: they are below 2^31, so the
+   order is the same, and a signed compare is one SSE2 instruction where an
+   unsigned one needs a bias on each side. */
+static FL_REALTIME int32_t
 stage_one_peak(const float* restrict source,
                uint32_t frame_count,
                float    gain,
                float    gain_step,
                float* restrict output,
-               uint32_t peak_bits)
+               int32_t peak_bits)
 {
-  for (uint32_t i = 0U; i < frame_count; ++i) {
-    const float    sample = (gain + gain_step * (float)i) * source[i];
-    const uint32_t bits   = magnitude_bits(sample);
-    output[i] += sample;
-    peak_bits = bits > peak_bits ? bits : peak_bits;
+  if (gain_step == 0.0f) {
+    for (uint32_t i = 0U; i < frame_count; ++i) {
+      const float   sample = gain * source[i];
+      const int32_t bits   = (int32_t)magnitude_bits(sample);
+      output[i] += sample;
+      peak_bits = bits > peak_bits ? bits : peak_bits;
+    }
+  } else {
+    for (uint32_t i = 0U; i < frame_count; ++i) {
+      const float   sample = (gain + gain_step * (float)i) * source[i];
+      const int32_t bits   = (int32_t)magnitude_bits(sample);
+      output[i] += sample;
+      peak_bits = bits > peak_bits ? bits : peak_bits;
+    }
   }
   return peak_bits;
 }
@@ -208,14 +229,14 @@ fl_mix_stage(const float* const* sources,
     }
     return;
   }
-  uint32_t bits = magnitude_bits(*peak);
+  int32_t bits = (int32_t)magnitude_bits(*peak);
   bits =
     stage_one_peak(sources[0], frame_count, left, left_step, outputs[0], bits);
   if (output_count > 1U) {
     bits = stage_one_peak(
       sources[1], frame_count, right, right_step, outputs[1], bits);
   }
-  *peak = bits_to_float(bits);
+  *peak = bits_to_float((uint32_t)bits);
 }
 
 FL_REALTIME void
@@ -292,10 +313,10 @@ fl_mix_scale(float* const* outputs,
 FL_REALTIME float
 fl_mix_peak(const float* samples, uint32_t frame_count, float peak)
 {
-  uint32_t bits = magnitude_bits(peak);
+  int32_t bits = (int32_t)magnitude_bits(peak);
   for (uint32_t i = 0U; i < frame_count; ++i) {
-    const uint32_t b = magnitude_bits(samples[i]);
-    bits             = b > bits ? b : bits;
+    const int32_t b = (int32_t)magnitude_bits(samples[i]);
+    bits            = b > bits ? b : bits;
   }
-  return bits_to_float(bits);
+  return bits_to_float((uint32_t)bits);
 }

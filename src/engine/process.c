@@ -41,6 +41,7 @@ hand_back(FlEngine* engine, FlSample* sample, uint32_t* handed_back)
 static FL_REALTIME void
 emit(FlEngine* engine, const FlEvent* event)
 {
+  engine->wrote_telemetry = true;
   if (!fl_ring_write(engine->telemetry, event)) {
     atomic_fetch_add_explicit(
       &engine->dropped_events, 1U, memory_order_relaxed);
@@ -1021,9 +1022,10 @@ fl_engine_process(FlEngine*       engine,
   atomic_store_explicit(
     &engine->voices_active, engine->sounding, memory_order_relaxed);
 
-  if (handed_back > 0U && engine->wake) {
+  if ((handed_back > 0U || engine->wrote_telemetry) && engine->wake) {
     engine->wake(engine->wake_data);
   }
+  engine->wrote_telemetry = false;
 }
 
 FL_REALTIME void

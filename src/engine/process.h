@@ -182,6 +182,7 @@ struct FlEngineImpl {
   uint32_t   meter_interval; /* frames between snapshots, 0: off */
   int64_t    meter_due;      /* frames until the next snapshot */
   float      master_peak[FL_MAX_OUTPUTS];
+  bool       wrote_telemetry; /* this period: wake the telemetry thread */
 
   /* Counters: written by one thread each, read by any (relaxed: they are
      statistics, and no other data is published through them). */

@@ -22,6 +22,7 @@ static FlBank*      bank;
 static FlEngine*    engine;
 static FlOscServer* server;
 static FlApi        api;
+static FlTelemetry* telemetry;
 static float        left[256];
 static float        right[256];
 static int64_t      usecs;
@@ -39,8 +40,12 @@ set_up(void)
   bank                        = fl_bank_new(8U);
   const FlEngineConfig config = { 48000U, 2U, 4U, 64U, NULL, NULL };
   engine                      = fl_engine_new(&config, bank);
-  api =
-    (FlApi){ engine, bank, NULL, NULL, NULL, fuzz_now_usecs, NULL, NULL, 0U };
+  telemetry                   = fl_telemetry_new(engine, 8U);
+  api.engine                  = engine;
+  api.bank                    = bank;
+  api.now_usecs               = fuzz_now_usecs;
+  api.telemetry               = telemetry;
+  api.max_voices              = 4U;
 
   /* Slots 0 and 1 hold short samples, so /play reaches the engine. */
   for (uint32_t slot = 0U; slot < 2U; ++slot) {
@@ -58,6 +63,7 @@ set_up(void)
   char                     reason[128];
   server     = fl_osc_new(&osc, reason, sizeof(reason));
   api.server = server;
+  fl_telemetry_set_server(telemetry, server);
 }
 
 int
@@ -80,6 +86,7 @@ LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
         256U, (uint32_t)(usecs / 1000), usecs, usecs + 5333
   };
   fl_engine_process(engine, &period, outputs);
+  fl_telemetry_run(telemetry);
   usecs += 5333;
   for (FlSample* s = NULL; (s = fl_engine_next_retired(engine));) {
     fl_sample_free(s);

@@ -1,0 +1,142 @@
+#include <flitzi/settings.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char* const mode_choices[] = { "oneshot", "loop", NULL };
+
+/* The order is /slot/get's. */
+static const FlSettingInfo table[FL_KEY_COUNT] = {
+  { "mode", FL_VALUE_ENUM, 0.0, 1.0, 0.0, "", mode_choices },
+  { "start", FL_VALUE_NUMBER, 0.0, 86400.0, 0.0, "s", NULL },
+  { "end", FL_VALUE_NUMBER, 0.0, 86400.0, 0.0, "s", NULL },
+  { "xfade", FL_VALUE_NUMBER, 0.0, FL_MAX_XFADE_MS, 0.0, "ms", NULL },
+  { "gain", FL_VALUE_NUMBER, -60.0, 12.0, 0.0, "dB", NULL },
+  { "pan", FL_VALUE_NUMBER, -1.0, 1.0, 0.0, "", NULL },
+  { "voices", FL_VALUE_INTEGER, 0.0, FL_MAX_VOICES, 0.0, "", NULL },
+  { "group", FL_VALUE_INTEGER, 0.0, 64.0, 0.0, "", NULL },
+};
+
+const FlSettingInfo*
+fl_settings_table(void)
+{
+  return table;
+}
+
+FlSettingKey
+fl_settings_find(const char* name)
+{
+  for (int key = 0; key < FL_KEY_COUNT; ++key) {
+    if (!strcmp(table[key].name, name)) {
+      return (FlSettingKey)key;
+    }
+  }
+  return FL_KEY_COUNT;
+}
+
+void
+fl_settings_reset(FlSlotSettings* settings)
+{
+  for (int key = 0; key < FL_KEY_COUNT; ++key) {
+    settings->value[key] = table[key].initial;
+  }
+}
+
+bool
+fl_settings_check(FlSettingKey key,
+                  double       value,
+                  uint32_t     max_voices,
+                  char*        reason,
+                  size_t       reason_size)
+{
+  const FlSettingInfo* const info = &table[key];
+  const double max = key == FL_KEY_VOICES ? (double)max_voices : info->max;
+  if (isfinite(value) && value >= info->min && value <= max) {
+    return true;
+  }
+
+  if (info->type == FL_VALUE_ENUM) {
+    snprintf(reason, reason_size, "%s must be oneshot or loop", info->name);
+  } else if (info->type == FL_VALUE_INTEGER) {
+    snprintf(reason,
+             reason_size,
+             "%s must be a whole number from %g to %g (got %g)",
+             info->name,
+             info->min,
+             max,
+             value);
+  } else {
+    snprintf(reason,
+             reason_size,
+             "%s must be a number from %g to %g%s%s (got %g)",
+             info->name,
+             info->min,
+             max,
+             info->unit[0] ? " " : "",
+             info->unit,
+             value);
+  }
+  return false;
+}
+
+bool
+fl_settings_check_region(const FlSlotSettings* settings,
+                         double                length_seconds,
+                         char*                 reason,
+                         size_t                reason_size)
+{
+  const double start = settings->value[FL_KEY_START];
+  const double end   = settings->value[FL_KEY_END];
+  if (end > 0.0 && start >= end) {
+    snprintf(reason,
+             reason_size,
+             "start (%g s) must be before end (%g s)",
+             start,
+             end);
+    return false;
+  }
+  if (length_seconds > 0.0 && start >= length_seconds) {
+    snprintf(reason,
+             reason_size,
+             "start (%g s) must be before the end of the sample (%g s)",
+             start,
+             length_seconds);
+    return false;
+  }
+  /* A float32 seconds value of the exact length may round up a little. */
+  if (length_seconds > 0.0 && end > length_seconds * (1.0 + 1e-7)) {
+    snprintf(reason,
+             reason_size,
+             "end (%g s) is beyond the end of the sample (%g s)",
+             end,
+             length_seconds);
+    return false;
+  }
+  return true;
+}
+
+float
+fl_settings_db_to_gain(double decibels)
+{
+  return decibels <= -60.0 ? 0.0f : (float)pow(10.0, decibels / 20.0);
+}
+
+FlSlotParams
+fl_settings_params(const FlSlotSettings* settings)
+{
+  const double* const value = settings->value;
+  const float         gain  = fl_settings_db_to_gain(value[FL_KEY_GAIN]);
+  const double        pan   = value[FL_KEY_PAN];
+  FlSlotParams        params;
+  params.mode = value[FL_KEY_MODE] > 0.5 ? FL_MODE_LOOP : FL_MODE_ONESHOT;
+  params.voice_limit   = (uint32_t)value[FL_KEY_VOICES];
+  params.group         = (uint32_t)value[FL_KEY_GROUP];
+  params.xfade_ms      = (float)value[FL_KEY_XFADE];
+  params.start_seconds = value[FL_KEY_START];
+  params.end_seconds   = value[FL_KEY_END];
+  /* Balance: the side panned away from is turned down, the other stays. */
+  params.gain_left  = gain * (float)(pan > 0.0 ? 1.0 - pan : 1.0);
+  params.gain_right = gain * (float)(pan < 0.0 ? 1.0 + pan : 1.0);
+  return params;
+}
