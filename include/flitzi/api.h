@@ -22,6 +22,13 @@
 #define FL_VERSION "0.1.0"
 #define FL_API_VERSION 1 /* /pong: v1 clients check it; v2 only adds */
 
+/** How flitzid keeps time (--transport). */
+typedef enum {
+  FL_TRANSPORT_INTERNAL = 0, /**< Its own clock */
+  FL_TRANSPORT_JACK,         /**< Follows a JACK timebase master */
+  FL_TRANSPORT_MASTER,       /**< Is JACK's timebase master */
+} FlTransportMode;
+
 typedef struct {
   FlEngine*    engine;
   FlBank*      bank;
@@ -35,6 +42,7 @@ typedef struct {
   uint64_t plays_queued;   /**< OSC thread only: /play that reached the queue */
   FlTelemetry* telemetry;  /**< NULL: /meters is refused */
   uint32_t     max_voices; /**< --voices, the top of the voices key */
+  uint32_t     transport_mode; /**< FlTransportMode */
   /** OSC thread only: every slot's settings as the user gave them. */
   FlSlotSettings settings[FL_MAX_SLOTS];
 } FlApi;

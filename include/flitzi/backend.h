@@ -28,6 +28,9 @@ typedef struct {
   /** Called by fl_backend_open() with the server's rate before activating,
       so the engine and loader are ready for it; may be NULL. */
   void (*prepare)(void* data, uint32_t sample_rate);
+  /** FlTransportMode (api.h): 0 internal, 1 follow JACK transport, 2 be
+      JACK's timebase master. */
+  uint32_t transport_mode;
 } FlBackendConfig;
 
 /** What the server reported; see fl_backend_stats(). */

@@ -22,6 +22,7 @@
 #include <flitzi/common.h>
 #include <flitzi/sample.h>
 #include <flitzi/status.h>
+#include <flitzi/transport.h>
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,6 +46,13 @@ typedef enum {
    already converted to linear gains. Times are seconds of the sample; the
    RT thread turns them into frames of whichever sample a voice plays.
 */
+/** Launch quantization of a slot. */
+typedef enum {
+  FL_QUANTIZE_GLOBAL = 0, /**< Follow /quantize */
+  FL_QUANTIZE_OFF,        /**< Never quantized */
+  FL_QUANTIZE_GRID,       /**< Its own grid (FlSlotParams.quantize_grid) */
+} FlQuantizeMode;
+
 typedef struct {
   uint32_t mode;          /**< FlMode */
   uint32_t voice_limit;   /**< 0: voices from the shared pool; N: at most N */
@@ -54,11 +62,24 @@ typedef struct {
   double   end_seconds;   /**< Region end (exclusive); 0 = end of sample */
   float    gain_left;     /**< Linear gain to out_1: gain and balance */
   float    gain_right;    /**< Linear gain to out_2 */
+  uint32_t quantize;      /**< FlQuantizeMode */
+  uint32_t reserved;      /**< Keeps quantize_grid aligned, no padding */
+  double   quantize_grid; /**< FL_QUANTIZE_GRID: fl_transport_parse_grid() */
 } FlSlotParams;
 
 /** The settings of a slot nobody has touched: v1 playback. */
-#define FL_SLOT_PARAMS_DEFAULT \
-  ((FlSlotParams){ FL_MODE_ONESHOT, 0U, 0U, 0.0f, 0.0, 0.0, 1.0f, 1.0f })
+#define FL_SLOT_PARAMS_DEFAULT         \
+  ((FlSlotParams){ FL_MODE_ONESHOT,    \
+                   0U,                 \
+                   0U,                 \
+                   0.0f,               \
+                   0.0,                \
+                   0.0,                \
+                   1.0f,               \
+                   1.0f,               \
+                   FL_QUANTIZE_GLOBAL, \
+                   0U,                 \
+                   0.0 })
 
 /** What the RT thread tells the telemetry thread. */
 typedef enum {
@@ -101,6 +122,30 @@ typedef struct {
   int64_t  usecs;       /**< Time of its first frame, in microseconds */
   int64_t  next_usecs;  /**< Time of the first frame of the next period */
 } FlPeriod;
+
+/** A JACK timebase master's position for this period (--transport jack). */
+typedef struct {
+  bool     valid;         /**< A master provides BBT */
+  bool     rolling;       /**< JACK transport is rolling */
+  double   bpm;           /**< Its tempo */
+  uint32_t beats_per_bar; /**< Its bar */
+  double   beats;         /**< Beat position at the period's first frame */
+} FlOutsideClock;
+
+/** Where the musical clock comes from. */
+typedef enum {
+  FL_CLOCK_INTERNAL = 0, /**< flitzid's own */
+  FL_CLOCK_JACK,         /**< A JACK timebase master's */
+} FlClockSource;
+
+/** The transport as the RT thread last published it (/transport). */
+typedef struct {
+  uint32_t source;        /**< FlClockSource */
+  uint32_t beats_per_bar; /**< Beats per bar */
+  uint32_t rolling;       /**< 1 while it rolls (always, internally) */
+  double   bpm;           /**< Tempo */
+  double   beats;         /**< Position at the first frame of the period */
+} FlTransportState;
 
 /** Counters; each one only grows, except the voice counts. */
 typedef struct {
@@ -197,6 +242,32 @@ FlStatus fl_engine_set_master_gain(FlEngine* engine, float gain);
 FlStatus fl_engine_set_meters(FlEngine* engine, uint32_t hz);
 
 /**
+   Queue a tempo (FL_MIN_BPM..FL_MAX_BPM) from the next period on, with the
+   beat position continuous. Returns FL_ERR_BAD_ARGUMENT or
+   FL_ERR_QUEUE_FULL. Only the control thread.
+*/
+FlStatus fl_engine_set_tempo(FlEngine* engine, double bpm);
+
+/** Queue beats per bar (1..FL_MAX_BEATS_PER_BAR). As fl_engine_set_tempo(). */
+FlStatus fl_engine_set_signature(FlEngine* engine, uint32_t beats_per_bar);
+
+/**
+   Queue the global launch quantization: a grid of fl_transport_parse_grid(),
+   or 0 for off. Returns FL_ERR_QUEUE_FULL. Only the control thread.
+*/
+FlStatus fl_engine_set_quantize(FlEngine* engine, double grid);
+
+/**
+   Queue a downbeat: the frame whose time is `usecs` (or the first frame of
+   the next period, for FL_PLAY_NOW) becomes beat 0 of bar 0. Returns
+   FL_ERR_QUEUE_FULL. Only the control thread.
+*/
+FlStatus fl_engine_downbeat(FlEngine* engine, int64_t usecs);
+
+/** Read the published transport. Any thread. */
+void fl_engine_transport(const FlEngine* engine, FlTransportState* state);
+
+/**
    Take the next telemetry record into `event`. Returns false if there is
    none. Only the telemetry thread (one consumer) may call this.
 */
@@ -239,6 +310,21 @@ void fl_engine_stats(const FlEngine* engine, FlEngineStats* stats);
 FL_REALTIME void fl_engine_process(FlEngine*       engine,
                                    const FlPeriod* period,
                                    float* const*   outputs);
+
+/**
+   Make the next periods follow `clock` (NULL: the internal clock). Only the
+   RT thread, before fl_engine_process() of the period it describes.
+*/
+FL_REALTIME void fl_engine_follow(FlEngine*             engine,
+                                  const FlOutsideClock* clock);
+
+/**
+   The transport the RT thread keeps, for a JACK timebase callback that runs
+   in the RT thread after fl_engine_process(): the beat position at the
+   first frame of the last period processed. Only the RT thread.
+*/
+FL_REALTIME const FlTransport* fl_engine_rt_transport(const FlEngine* engine,
+                                                      double*         beats);
 
 /**
    Do the RT thread's housekeeping while no RT thread runs (the JACK server is

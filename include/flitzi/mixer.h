@@ -33,6 +33,22 @@ FL_REALTIME void fl_mix_add(const float*  source,
                             uint32_t      output_offset);
 
 /**
+   As fl_mix_add(), with output 0 further scaled by `left` and output 1 by
+   `right` (a slot's constant gain and balance, applied in the same pass as
+   the voice's own gain). Into one output the scale is the mean of the two.
+*/
+FL_REALTIME void fl_mix_add_balanced(const float*  source,
+                                     uint32_t      source_channels,
+                                     uint32_t      frame_count,
+                                     float         gain,
+                                     float         gain_step,
+                                     float         left,
+                                     float         right,
+                                     float* const* outputs,
+                                     uint32_t      output_count,
+                                     uint32_t      output_offset);
+
+/**
    The slot stage: add `frame_count` frames of `sources` (a slot's summed
    voices, one buffer per output) into `outputs`, output 0 scaled by a gain
    that starts at `left` and changes by `left_step` a frame, output 1 by

@@ -25,6 +25,7 @@ typedef enum {
   FL_KEY_PAN,
   FL_KEY_VOICES,
   FL_KEY_GROUP,
+  FL_KEY_QUANTIZE,
   FL_KEY_COUNT
 } FlSettingKey;
 
@@ -52,6 +53,9 @@ typedef struct {
 
 /** Return the table, FL_KEY_COUNT entries in /slot/get order. */
 const FlSettingInfo* fl_settings_table(void);
+
+/** Write an enum key's choices as "a, b or c" into `text`. */
+void fl_settings_choices(FlSettingKey key, char* text, size_t text_size);
 
 /** Return the key called `name`, or FL_KEY_COUNT. */
 FlSettingKey fl_settings_find(const char* name);

@@ -532,9 +532,11 @@ read_setting(FlApi*          api,
   const FlSettingInfo* const info   = &fl_settings_table()[key];
   double                     number = 0.0;
   if (info->type == FL_VALUE_ENUM) {
+    char choices[160];
+    fl_settings_choices(key, choices, sizeof(choices));
     if (type != 's') {
       snprintf(
-        reason, reason_size, "%s takes a string: oneshot or loop", info->name);
+        reason, reason_size, "%s takes a string: %s", info->name, choices);
       return false;
     }
     const char* const text  = arg_string(value);
@@ -545,8 +547,9 @@ read_setting(FlApi*          api,
     if (!info->choices[index]) {
       snprintf(reason,
                reason_size,
-               "%s must be oneshot or loop (got '%.64s')",
+               "%s must be %s (got '%.64s')",
                info->name,
+               choices,
                text);
       return false;
     }
@@ -594,7 +597,7 @@ on_slot_set(void*            data,
     return;
   }
 
-  char         reason[192];
+  char         reason[320];
   const size_t values = strlen(types) - 1U;
   if (values / 2U > MAX_SETTING_PAIRS) {
     snprintf(reason,
@@ -849,6 +852,148 @@ on_meters(void*            data,
   }
 }
 
+/* Transport and tempo (§3) */
+
+/* Under --transport jack the tempo and bar are the timebase master's. */
+static bool
+check_clock_ours(FlApi*           api,
+                 FlOscServer*     server,
+                 const FlOscPeer* peer,
+                 const char*      path)
+{
+  FlTransportState state;
+  fl_engine_transport(api->engine, &state);
+  if (api->transport_mode == FL_TRANSPORT_JACK &&
+      state.source == FL_CLOCK_JACK) {
+    fail(server,
+         peer,
+         path,
+         "the tempo follows the JACK timebase master (--transport jack)");
+    return false;
+  }
+  return true;
+}
+
+static void
+on_tempo(void*            data,
+         FlOscServer*     server,
+         const FlOscPeer* peer,
+         const char*      types,
+         lo_arg* const*   argv,
+         lo_timetag       time)
+{
+  (void)time;
+  FlApi* const api = (FlApi*)data;
+  const double bpm = arg_number(types[0], argv[0]);
+  char         reason[96];
+  if (!(bpm >= FL_MIN_BPM && bpm <= FL_MAX_BPM)) {
+    snprintf(reason,
+             sizeof(reason),
+             "tempo must be a number from %g to %g BPM (got %g)",
+             FL_MIN_BPM,
+             FL_MAX_BPM,
+             bpm);
+    fail(server, peer, "/tempo", reason);
+  } else if (check_clock_ours(api, server, peer, "/tempo") &&
+             fl_engine_set_tempo(api->engine, bpm)) {
+    fail(server, peer, "/tempo", "queue full");
+  }
+}
+
+static void
+on_signature(void*            data,
+             FlOscServer*     server,
+             const FlOscPeer* peer,
+             const char*      types,
+             lo_arg* const*   argv,
+             lo_timetag       time)
+{
+  (void)types;
+  (void)time;
+  FlApi* const  api   = (FlApi*)data;
+  const int32_t beats = arg_int(argv[0]);
+  char          reason[96];
+  if (beats < 1 || beats > (int32_t)FL_MAX_BEATS_PER_BAR) {
+    snprintf(reason,
+             sizeof(reason),
+             "beats per bar must be a whole number from 1 to %u (got %d)",
+             FL_MAX_BEATS_PER_BAR,
+             beats);
+    fail(server, peer, "/signature", reason);
+  } else if (check_clock_ours(api, server, peer, "/signature") &&
+             fl_engine_set_signature(api->engine, (uint32_t)beats)) {
+    fail(server, peer, "/signature", "queue full");
+  }
+}
+
+static void
+on_quantize(void*            data,
+            FlOscServer*     server,
+            const FlOscPeer* peer,
+            const char*      types,
+            lo_arg* const*   argv,
+            lo_timetag       time)
+{
+  (void)types;
+  (void)time;
+  FlApi* const      api  = (FlApi*)data;
+  const char* const text = arg_string(argv[0]);
+  double            grid = 0.0;
+  char              reason[160];
+  if (strcmp(text, "off") && !fl_transport_parse_grid(text, &grid)) {
+    snprintf(reason,
+             sizeof(reason),
+             "unknown grid '%.32s' (off, 1/64, 1/32, 1/16, 1/8, 1/4, 1/2, "
+             "1, 2 or 4)",
+             text);
+    fail(server, peer, "/quantize", reason);
+  } else if (fl_engine_set_quantize(api->engine, grid)) {
+    fail(server, peer, "/quantize", "queue full");
+  }
+}
+
+static void
+on_downbeat(void*            data,
+            FlOscServer*     server,
+            const FlOscPeer* peer,
+            const char*      types,
+            lo_arg* const*   argv,
+            lo_timetag       time)
+{
+  (void)types;
+  (void)argv;
+  FlApi* const api = (FlApi*)data;
+  if (check_clock_ours(api, server, peer, "/transport/downbeat") &&
+      fl_engine_downbeat(api->engine, start_time_of(api, time))) {
+    fail(server, peer, "/transport/downbeat", "queue full");
+  }
+}
+
+static void
+on_transport(void*            data,
+             FlOscServer*     server,
+             const FlOscPeer* peer,
+             const char*      types,
+             lo_arg* const*   argv,
+             lo_timetag       time)
+{
+  (void)types;
+  (void)argv;
+  (void)time;
+  FlApi* const     api = (FlApi*)data;
+  FlTransportState state;
+  fl_engine_transport(api->engine, &state);
+  lo_message const message = lo_message_new();
+  lo_message_add_string(message,
+                        state.source == FL_CLOCK_JACK ? "jack" : "internal");
+  lo_message_add_float(message, (float)state.bpm);
+  lo_message_add_int32(message, (int32_t)state.beats_per_bar);
+  lo_message_add_double(message, state.beats);
+  lo_message_add_int32(message, (int32_t)state.rolling);
+  fl_osc_reply(server, peer, "/transport.reply", message);
+  lo_message_free(message);
+}
+
 static const char* const forms_load[]     = { "is", NULL };
 static const char* const forms_play[]     = { "if", "ii", NULL };
 static const char* const forms_stop[]     = { "", "i", NULL };
@@ -857,6 +1002,7 @@ static const char* const forms_none[]     = { "", NULL };
 static const char* const forms_slot_set[] = { "i(*)+", NULL };
 static const char* const forms_seek[]     = { "iX", NULL };
 static const char* const forms_number[]   = { "X", NULL };
+static const char* const forms_string[]   = { "s", NULL };
 
 static const FlOscMethod methods[] = {
   { "/load", forms_load, on_load },
@@ -878,6 +1024,11 @@ static const FlOscMethod methods[] = {
   { "/seek", forms_seek, on_seek },
   { "/master/gain", forms_number, on_master_gain },
   { "/meters", forms_slot, on_meters },
+  { "/tempo", forms_number, on_tempo },
+  { "/signature", forms_slot, on_signature },
+  { "/quantize", forms_string, on_quantize },
+  { "/transport/downbeat", forms_none, on_downbeat },
+  { "/transport", forms_none, on_transport },
 };
 
 const FlOscMethod*

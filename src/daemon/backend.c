@@ -3,6 +3,9 @@
 #include <flitzi/log.h>
 
 #include <jack/jack.h>
+#include <jack/transport.h>
+
+#include <math.h>
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,6 +28,69 @@ struct FlBackendImpl {
   _Atomic float load_avg_pct;  /* RT writes */
   _Atomic float load_peak_pct; /* RT raises, readers reset */
 };
+
+/* FlTransportMode's values, without the OSC API's header. */
+enum { TRANSPORT_FOLLOW = 1, TRANSPORT_MASTER = 2 };
+
+/* Ticks per beat of the BBT flitzid publishes as timebase master. */
+#define TICKS_PER_BEAT 1920.0
+
+/* --transport jack: read the timebase master's position for this period.
+   The beat position is taken from the transport's frame (frame × tempo),
+   not from its bar, beat and tick: jack_transport, for one, truncates its
+   ticks every period, so its BBT falls behind its own frames (about 4 % at
+   128 BPM), while the frame is what the audio is aligned with. Tempo and
+   bar length come from the BBT. docs/timing.md says more. */
+static FL_REALTIME void
+follow_transport(FlBackend* backend)
+{
+  jack_position_t              position;
+  const jack_transport_state_t state =
+    jack_transport_query(backend->client, &position);
+  FlOutsideClock clock = { false, false, 0.0, 0U, 0.0 };
+  if ((position.valid & JackPositionBBT) && position.beats_per_minute > 0.0 &&
+      position.beats_per_bar >= 1.0f && position.frame_rate > 0U) {
+    clock.valid         = true;
+    clock.rolling       = state == JackTransportRolling;
+    clock.bpm           = position.beats_per_minute;
+    clock.beats_per_bar = (uint32_t)position.beats_per_bar;
+    clock.beats         = (double)position.frame * position.beats_per_minute /
+                  (60.0 * (double)position.frame_rate);
+  }
+  fl_engine_follow(backend->config.engine, clock.valid ? &clock : NULL);
+}
+
+/* --transport master: publish flitzid's clock as JACK's BBT. JACK calls
+   this in the RT thread, once per period. */
+static FL_REALTIME void
+on_timebase(jack_transport_state_t state,
+            jack_nframes_t         frame_count,
+            jack_position_t*       position,
+            int                    new_position,
+            void*                  data)
+{
+  (void)state;
+  (void)frame_count;
+  (void)new_position;
+  FlBackend* const         backend = (FlBackend*)data;
+  double                   beats   = 0.0;
+  const FlTransport* const clock =
+    fl_engine_rt_transport(backend->config.engine, &beats);
+  beats                      = beats > 0.0 ? beats : 0.0;
+  const double bar_beats     = (double)clock->beats_per_bar;
+  const double bar           = floor(beats / bar_beats);
+  const double in_bar        = beats - bar * bar_beats;
+  const double beat          = floor(in_bar);
+  position->valid            = JackPositionBBT;
+  position->bar              = (int32_t)bar + 1;
+  position->beat             = (int32_t)beat + 1;
+  position->tick             = (int32_t)((in_bar - beat) * TICKS_PER_BEAT);
+  position->bar_start_tick   = bar * bar_beats * TICKS_PER_BEAT;
+  position->beats_per_bar    = (float)clock->beats_per_bar;
+  position->beat_type        = 4.0f;
+  position->ticks_per_beat   = TICKS_PER_BEAT;
+  position->beats_per_minute = clock->bpm;
+}
 
 static FL_REALTIME double
 seconds_of(const struct timespec* t)
@@ -62,6 +128,9 @@ on_process(jack_nframes_t frame_count, void* data)
   const FlPeriod period = {
     frame_count, first_frame, (int64_t)usecs, (int64_t)next_usecs
   };
+  if (backend->config.transport_mode == TRANSPORT_FOLLOW) {
+    follow_transport(backend);
+  }
   fl_engine_process(backend->config.engine, &period, outputs);
 
   /* DSP load: our share of the period, as JACK's own load figure is for the
@@ -258,6 +327,11 @@ fl_backend_open(FlBackend* backend, char* reason, size_t reason_size)
     }
   }
 
+  if (backend->config.transport_mode == TRANSPORT_MASTER &&
+      jack_set_timebase_callback(backend->client, 0, on_timebase, backend)) {
+    fl_log(FL_LOG_WARNING, "cannot become the JACK timebase master");
+  }
+
   if (jack_activate(backend->client)) {
     snprintf(reason, reason_size, "cannot activate the JACK client");
     jack_client_close(backend->client);
@@ -285,6 +359,9 @@ fl_backend_close(FlBackend* backend)
   }
 
   if (!atomic_load_explicit(&backend->lost, memory_order_acquire)) {
+    if (backend->config.transport_mode == TRANSPORT_MASTER) {
+      jack_release_timebase(backend->client);
+    }
     jack_deactivate(backend->client);
   }
   jack_client_close(backend->client);

@@ -39,6 +39,7 @@ typedef struct {
   FlQuality   quality;
   double      max_seconds;
   const char* sample_root;
+  uint32_t    transport_mode;
 } Options;
 
 /* What signal handlers, the RT thread and /quit may touch: a flag and a
@@ -93,6 +94,9 @@ print_usage(FILE* stream)
     "      --max-sample-seconds S   longest sample accepted, seconds "
     "(default 600)\n"
     "      --sample-root DIR        only load files below DIR\n"
+    "      --transport MODE         internal, jack (follow a JACK timebase\n"
+    "                               master) or master (be one); default "
+    "internal\n"
     "      --list-osc               print the OSC dispatch table and exit\n"
     "  -v, --verbose                more log output\n"
     "  -q, --quiet                  errors only\n"
@@ -143,6 +147,7 @@ parse_options(int argc, char** argv, Options* options)
     OPT_MAX_SECONDS,
     OPT_SAMPLE_ROOT,
     OPT_LIST_OSC,
+    OPT_TRANSPORT,
   };
   static const struct option long_options[] = {
     { "name", required_argument, NULL, 'n' },
@@ -157,6 +162,7 @@ parse_options(int argc, char** argv, Options* options)
     { "max-sample-seconds", required_argument, NULL, OPT_MAX_SECONDS },
     { "sample-root", required_argument, NULL, OPT_SAMPLE_ROOT },
     { "list-osc", no_argument, NULL, OPT_LIST_OSC },
+    { "transport", required_argument, NULL, OPT_TRANSPORT },
     { "verbose", no_argument, NULL, 'v' },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
@@ -238,6 +244,21 @@ parse_options(int argc, char** argv, Options* options)
       }
       case OPT_SAMPLE_ROOT:
         options->sample_root = optarg;
+        break;
+      case OPT_TRANSPORT:
+        if (!strcmp(optarg, "internal")) {
+          options->transport_mode = FL_TRANSPORT_INTERNAL;
+        } else if (!strcmp(optarg, "jack")) {
+          options->transport_mode = FL_TRANSPORT_JACK;
+        } else if (!strcmp(optarg, "master")) {
+          options->transport_mode = FL_TRANSPORT_MASTER;
+        } else {
+          fprintf(stderr,
+                  "flitzid: --transport must be internal, jack or master "
+                  "(got '%s')\n",
+                  optarg);
+          return EXIT_USAGE;
+        }
         break;
       case OPT_LIST_OSC:
         fl_api_print_table(stdout);
@@ -468,12 +489,13 @@ main(int argc, char** argv)
     daemon->bank ? fl_engine_new(&engine_config, daemon->bank) : NULL;
   daemon->telemetry =
     daemon->engine ? fl_telemetry_new(daemon->engine, options.slots) : NULL;
-  daemon->api.engine     = daemon->engine;
-  daemon->api.bank       = daemon->bank;
-  daemon->api.now_usecs  = fl_backend_now_usecs;
-  daemon->api.quit       = request_quit;
-  daemon->api.telemetry  = daemon->telemetry;
-  daemon->api.max_voices = options.voices;
+  daemon->api.engine         = daemon->engine;
+  daemon->api.bank           = daemon->bank;
+  daemon->api.now_usecs      = fl_backend_now_usecs;
+  daemon->api.quit           = request_quit;
+  daemon->api.telemetry      = daemon->telemetry;
+  daemon->api.max_voices     = options.voices;
+  daemon->api.transport_mode = options.transport_mode;
 
   const FlLoaderConfig loader_config = {
     daemon->engine,
@@ -503,8 +525,10 @@ main(int argc, char** argv)
   }
 
   const FlBackendConfig backend_config = {
-    options.client_name, options.channels, options.connect, daemon->engine,
-    wake_main,           daemon,           prepare_daemon
+    options.client_name, options.channels,
+    options.connect,     daemon->engine,
+    wake_main,           daemon,
+    prepare_daemon,      options.transport_mode
   };
   daemon->backend     = daemon->server ? fl_backend_new(&backend_config) : NULL;
   daemon->api.backend = daemon->backend;

@@ -1,10 +1,17 @@
 #include <flitzi/settings.h>
 
+#include <flitzi/transport.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char* const mode_choices[] = { "oneshot", "loop", NULL };
+
+/* global and off, then the grid values of the contract (§3). */
+static const char* const quantize_choices[] = { "global", "off", "1/64", "1/32",
+                                                "1/16",   "1/8", "1/4",  "1/2",
+                                                "1",      "2",   "4",    NULL };
 
 /* The order is /slot/get's. */
 static const FlSettingInfo table[FL_KEY_COUNT] = {
@@ -16,12 +23,28 @@ static const FlSettingInfo table[FL_KEY_COUNT] = {
   { "pan", FL_VALUE_NUMBER, -1.0, 1.0, 0.0, "", NULL },
   { "voices", FL_VALUE_INTEGER, 0.0, FL_MAX_VOICES, 0.0, "", NULL },
   { "group", FL_VALUE_INTEGER, 0.0, 64.0, 0.0, "", NULL },
+  { "quantize", FL_VALUE_ENUM, 0.0, 10.0, 0.0, "", quantize_choices },
 };
 
 const FlSettingInfo*
 fl_settings_table(void)
 {
   return table;
+}
+
+void
+fl_settings_choices(FlSettingKey key, char* text, size_t text_size)
+{
+  const char* const* const choices = table[key].choices;
+  size_t                   used    = 0U;
+  text[0]                          = '\0';
+  for (size_t i = 0U; choices && choices[i] && used < text_size; ++i) {
+    const char* const separator = i == 0U           ? ""
+                                  : choices[i + 1U] ? ", "
+                                                    : " or ";
+    used += (size_t)snprintf(
+      text + used, text_size - used, "%s%s", separator, choices[i]);
+  }
 }
 
 FlSettingKey
@@ -57,7 +80,9 @@ fl_settings_check(FlSettingKey key,
   }
 
   if (info->type == FL_VALUE_ENUM) {
-    snprintf(reason, reason_size, "%s must be oneshot or loop", info->name);
+    char choices[160];
+    fl_settings_choices(key, choices, sizeof(choices));
+    snprintf(reason, reason_size, "%s must be %s", info->name, choices);
   } else if (info->type == FL_VALUE_INTEGER) {
     snprintf(reason,
              reason_size,
@@ -138,5 +163,15 @@ fl_settings_params(const FlSlotSettings* settings)
   /* Balance: the side panned away from is turned down, the other stays. */
   params.gain_left  = gain * (float)(pan > 0.0 ? 1.0 - pan : 1.0);
   params.gain_right = gain * (float)(pan < 0.0 ? 1.0 + pan : 1.0);
+
+  const int quantize   = (int)value[FL_KEY_QUANTIZE];
+  params.reserved      = 0U;
+  params.quantize_grid = 0.0;
+  params.quantize      = quantize == 0   ? FL_QUANTIZE_GLOBAL
+                         : quantize == 1 ? FL_QUANTIZE_OFF
+                                         : FL_QUANTIZE_GRID;
+  if (quantize >= 2) {
+    fl_transport_parse_grid(quantize_choices[quantize], &params.quantize_grid);
+  }
   return params;
 }

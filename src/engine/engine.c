@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define DEFAULT_COMMAND_CAPACITY 4096U
@@ -90,6 +91,9 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
   }
   engine->master_gain   = 1.0f;
   engine->master_target = 1.0f;
+  engine->transport     = fl_transport_make(
+    FL_DEFAULT_BPM, FL_DEFAULT_BEATS_PER_BAR, config->sample_rate);
+  engine->rolling = true;
   fl_engine_set_sample_rate(engine, config->sample_rate);
 
   atomic_init(&engine->voices_active, 0U);
@@ -99,6 +103,18 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
   atomic_init(&engine->stolen_voices, 0U);
   atomic_init(&engine->retired_samples, 0U);
   atomic_init(&engine->dropped_events, 0U);
+  atomic_init(&engine->transport_seq, 0U);
+  atomic_init(&engine->published_bpm, 0U);
+  atomic_init(&engine->published_beats, 0U);
+  atomic_init(&engine->published_bar, FL_DEFAULT_BEATS_PER_BAR);
+  atomic_init(&engine->published_rolling, 1U);
+  atomic_init(&engine->published_source, FL_CLOCK_INTERNAL);
+  {
+    const double bpm  = FL_DEFAULT_BPM;
+    uint64_t     bits = 0U;
+    memcpy(&bits, &bpm, sizeof(bits));
+    atomic_store_explicit(&engine->published_bpm, bits, memory_order_relaxed);
+  }
   atomic_init(&engine->dropped_commands, 0U);
   return engine;
 }
@@ -260,6 +276,80 @@ fl_engine_set_meters(FlEngine* engine, uint32_t hz)
   return queue_command(engine, &command);
 }
 
+FlStatus
+fl_engine_set_tempo(FlEngine* engine, double bpm)
+{
+  if (!(bpm >= FL_MIN_BPM && bpm <= FL_MAX_BPM)) {
+    return FL_ERR_BAD_ARGUMENT;
+  }
+  Command command = { .type = COMMAND_TEMPO, .slot = 0U };
+  command.as.bpm  = bpm;
+  return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_set_signature(FlEngine* engine, uint32_t beats_per_bar)
+{
+  if (beats_per_bar < 1U || beats_per_bar > FL_MAX_BEATS_PER_BAR) {
+    return FL_ERR_BAD_ARGUMENT;
+  }
+  Command command          = { .type = COMMAND_SIGNATURE, .slot = 0U };
+  command.as.beats_per_bar = beats_per_bar;
+  return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_set_quantize(FlEngine* engine, double grid)
+{
+  Command command = { .type = COMMAND_QUANTIZE, .slot = 0U };
+  command.as.grid = grid;
+  return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_downbeat(FlEngine* engine, int64_t usecs)
+{
+  Command command           = { .type = COMMAND_DOWNBEAT, .slot = 0U };
+  command.as.downbeat_usecs = usecs;
+  return queue_command(engine, &command);
+}
+
+static double
+double_of_bits(uint64_t bits)
+{
+  double value = 0.0;
+  memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+void
+fl_engine_transport(const FlEngine* engine, FlTransportState* state)
+{
+  /* The reader's half of the sequence lock: retry while the RT thread is
+     writing or wrote meanwhile. */
+  FlEngine* const writable = (FlEngine*)engine;
+  for (;;) {
+    const unsigned before =
+      atomic_load_explicit(&writable->transport_seq, memory_order_acquire);
+    state->bpm = double_of_bits(
+      atomic_load_explicit(&writable->published_bpm, memory_order_relaxed));
+    state->beats = double_of_bits(
+      atomic_load_explicit(&writable->published_beats, memory_order_relaxed));
+    state->beats_per_bar =
+      atomic_load_explicit(&writable->published_bar, memory_order_relaxed);
+    state->rolling =
+      atomic_load_explicit(&writable->published_rolling, memory_order_relaxed);
+    state->source =
+      atomic_load_explicit(&writable->published_source, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    const unsigned after =
+      atomic_load_explicit(&writable->transport_seq, memory_order_relaxed);
+    if (before == after && !(before & 1U)) {
+      return;
+    }
+  }
+}
+
 bool
 fl_engine_next_event(FlEngine* engine, FlEvent* event)
 {
@@ -319,4 +409,13 @@ fl_engine_set_sample_rate(FlEngine* engine, uint32_t sample_rate)
   engine->pause_fade_frames = fade_frames(sample_rate, FL_PAUSE_FADE_MS);
   engine->gain_ramp_frames  = fade_frames(sample_rate, FL_GAIN_RAMP_MS);
   engine->sample_rate       = sample_rate;
+  /* The clock keeps its place in beats at the new rate. */
+  const double beats =
+    fl_transport_beats_at(&engine->transport, engine->frame_now);
+  engine->transport.sample_rate = sample_rate;
+  fl_transport_follow(&engine->transport,
+                      engine->frame_now,
+                      beats,
+                      engine->transport.bpm,
+                      engine->transport.beats_per_bar);
 }

@@ -320,3 +320,98 @@ fl_mix_peak(const float* samples, uint32_t frame_count, float peak)
   }
   return bits_to_float((uint32_t)bits);
 }
+
+static FL_REALTIME void
+mix_mono_balanced(const float* restrict source,
+                  uint32_t frame_count,
+                  float    gain,
+                  float    gain_step,
+                  float    left,
+                  float    right,
+                  float* restrict out_left,
+                  float* restrict out_right)
+{
+  if (gain_step == 0.0f) {
+    const float gain_left  = gain * left;
+    const float gain_right = gain * right;
+    for (uint32_t i = 0U; i < frame_count; ++i) {
+      out_left[i] += gain_left * source[i];
+      out_right[i] += gain_right * source[i];
+    }
+  } else {
+    for (uint32_t i = 0U; i < frame_count; ++i) {
+      const float sample = (gain + gain_step * (float)i) * source[i];
+      out_left[i] += left * sample;
+      out_right[i] += right * sample;
+    }
+  }
+}
+
+static FL_REALTIME void
+mix_stereo_balanced(const float* restrict source,
+                    uint32_t frame_count,
+                    float    gain,
+                    float    gain_step,
+                    float    left,
+                    float    right,
+                    float* restrict out_left,
+                    float* restrict out_right)
+{
+  if (gain_step == 0.0f) {
+    const float gain_left  = gain * left;
+    const float gain_right = gain * right;
+    for (uint32_t i = 0U; i < frame_count; ++i) {
+      out_left[i] += gain_left * source[2U * (size_t)i];
+      out_right[i] += gain_right * source[2U * (size_t)i + 1U];
+    }
+  } else {
+    for (uint32_t i = 0U; i < frame_count; ++i) {
+      const float g = gain + gain_step * (float)i;
+      out_left[i] += left * g * source[2U * (size_t)i];
+      out_right[i] += right * g * source[2U * (size_t)i + 1U];
+    }
+  }
+}
+
+FL_REALTIME void
+fl_mix_add_balanced(const float*  source,
+                    uint32_t      source_channels,
+                    uint32_t      frame_count,
+                    float         gain,
+                    float         gain_step,
+                    float         left,
+                    float         right,
+                    float* const* outputs,
+                    uint32_t      output_count,
+                    uint32_t      output_offset)
+{
+  if (output_count == 1U) {
+    const float scale = 0.5f * (left + right);
+    fl_mix_add(source,
+               source_channels,
+               frame_count,
+               gain * scale,
+               gain_step * scale,
+               outputs,
+               output_count,
+               output_offset);
+  } else if (source_channels == 1U) {
+    mix_mono_balanced(source,
+                      frame_count,
+                      gain,
+                      gain_step,
+                      left,
+                      right,
+                      outputs[0] + output_offset,
+                      outputs[1] + output_offset);
+  } else {
+    mix_stereo_balanced(source,
+                        frame_count,
+                        gain,
+                        gain_step,
+                        left,
+                        right,
+                        outputs[0] + output_offset,
+                        outputs[1] + output_offset);
+  }
+}

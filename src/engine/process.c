@@ -298,6 +298,8 @@ init_voice(FlEngine* engine,
   voice->ramp_end     = RAMP_END_HOLD;
   voice->start_offset = 0U;
   voice->exclusive    = false;
+  voice->on_grid      = false;
+  voice->wants_line   = false;
   voice->sounded      = false;
   voice->wrapped      = false;
   refresh_region(engine, voice);
@@ -324,6 +326,34 @@ apply_play(FlEngine* engine, const Command* command, uint32_t* handed_back)
   voice->exclusive   = command->as.play.exclusive != 0U;
   voice->state       = VOICE_PENDING;
   ++engine->sounding;
+
+  /* Quantized: on the next line of the slot's grid (or the global one),
+     chosen now if the transport rolls, else as soon as it does. */
+  const FlSlotParams* const params = &engine->slots[command->slot].params;
+  const double              grid   = params->quantize == FL_QUANTIZE_OFF ? 0.0
+                                     : params->quantize == FL_QUANTIZE_GRID
+                                       ? params->quantize_grid
+                                       : engine->quantize_grid;
+  if (command->as.play.quantize && grid != 0.0) {
+    voice->on_grid    = true;
+    voice->wants_line = true;
+    voice->grid_beats =
+      fl_transport_grid_beats(grid, engine->transport.beats_per_bar);
+  }
+}
+
+/* Choose the grid line a quantized voice starts on: the first at or after
+   `from`, as a beat position, so that a tempo change before it comes moves
+   it with the beats. */
+static FL_REALTIME void
+choose_line(const FlEngine* engine, Voice* voice, int64_t from)
+{
+  const int64_t frame =
+    fl_transport_next_line(&engine->transport, from, voice->grid_beats);
+  const double line =
+    fl_transport_beats_at(&engine->transport, frame) / voice->grid_beats;
+  voice->start_beat = floor(line + 0.5) * voice->grid_beats;
+  voice->wants_line = false;
 }
 
 static FL_REALTIME void
@@ -502,6 +532,20 @@ apply_commands(FlEngine* engine, const FlPeriod* period, uint32_t* handed_back)
       case COMMAND_METERS:
         apply_meters(engine, command.as.meter_hz);
         break;
+      case COMMAND_TEMPO:
+        fl_transport_set_tempo(
+          &engine->transport, engine->frame_now, command.as.bpm);
+        break;
+      case COMMAND_SIGNATURE:
+        engine->transport.beats_per_bar = command.as.beats_per_bar;
+        break;
+      case COMMAND_QUANTIZE:
+        engine->quantize_grid = command.as.grid;
+        break;
+      case COMMAND_DOWNBEAT:
+        engine->pending_downbeat = command.as.downbeat_usecs;
+        engine->downbeat_queued  = true;
+        break;
       default:
         break;
     }
@@ -567,7 +611,21 @@ start_voices(FlEngine* engine, const FlPeriod* block, uint32_t* handed_back)
       continue;
     }
     uint32_t offset = 0U;
-    if (voice->start_usecs != FL_PLAY_NOW) {
+    if (voice->on_grid) {
+      if (voice->wants_line && !engine->rolling) {
+        continue; /* waits for the transport to roll */
+      }
+      if (voice->wants_line) {
+        choose_line(engine, voice, engine->block_frame);
+      }
+      const int64_t start =
+        fl_transport_frame_of(&engine->transport, voice->start_beat) -
+        engine->block_frame;
+      if (start >= (int64_t)block->frame_count) {
+        continue;
+      }
+      offset = start > 0 ? (uint32_t)start : 0U;
+    } else if (voice->start_usecs != FL_PLAY_NOW) {
       const int64_t start = offset_of_time(block, voice->start_usecs);
       if (start >= (int64_t)block->frame_count) {
         continue; /* starts in a later block */
@@ -672,6 +730,8 @@ render_voice(FlEngine*     engine,
              Voice*        voice,
              uint32_t      block_frames,
              float* const* targets,
+             float         left,
+             float         right,
              uint32_t*     handed_back)
 {
   if (voice->state == VOICE_ENDED) {
@@ -731,14 +791,27 @@ render_voice(FlEngine*     engine,
       source = sample->frames + (size_t)voice->position * sample->channels;
     }
 
-    fl_mix_add(source,
-               sample->channels,
-               count,
-               gain,
-               step,
-               targets,
-               engine->output_count,
-               offset);
+    if (left == 1.0f && right == 1.0f) {
+      fl_mix_add(source,
+                 sample->channels,
+                 count,
+                 gain,
+                 step,
+                 targets,
+                 engine->output_count,
+                 offset);
+    } else {
+      fl_mix_add_balanced(source,
+                          sample->channels,
+                          count,
+                          gain,
+                          step,
+                          left,
+                          right,
+                          targets,
+                          engine->output_count,
+                          offset);
+    }
 
     offset += count;
     voice->position += count;
@@ -788,8 +861,8 @@ render_slot(FlEngine*     engine,
 
   for (uint32_t index = state->first_voice; index != NO_VOICE;) {
     Voice* const voice = &engine->voices[index];
-    render_voice(engine, voice, block_frames, scratch, handed_back);
-    if (voice->sample) {
+    render_voice(engine, voice, block_frames, scratch, 1.0f, 1.0f, handed_back);
+    if (voice->sample && engine->meter_interval) {
       state->position =
         (double)voice->position / (double)voice->sample->sample_rate;
     }
@@ -932,13 +1005,13 @@ keep_or_free(FlEngine* engine, uint32_t index, uint32_t* kept)
   }
 }
 
-/* A slot whose stage would change nothing: its voices go straight to the
-   outputs, as in v1. */
+/* A slot whose stage is constant gains, with meters off: its voices go
+   straight to the outputs with those gains in the same pass, and at unity
+   exactly as in v1. Only a ramping stage or meters need the scratch. */
 static FL_REALTIME bool
-is_neutral(const FlEngine* engine, const SlotState* state)
+is_direct(const FlEngine* engine, const SlotState* state)
 {
-  return state->gain_left == 1.0f && state->gain_right == 1.0f &&
-         state->ramp_left == 0U && engine->meter_interval == 0U;
+  return state->ramp_left == 0U && engine->meter_interval == 0U;
 }
 
 static FL_REALTIME void
@@ -958,8 +1031,14 @@ render_block(FlEngine*       engine,
         voice->state == VOICE_PAUSED) {
       continue;
     }
-    if (is_neutral(engine, state)) {
-      render_voice(engine, voice, frames, outputs, handed_back);
+    if (is_direct(engine, state)) {
+      render_voice(engine,
+                   voice,
+                   frames,
+                   outputs,
+                   state->gain_left,
+                   state->gain_right,
+                   handed_back);
       continue;
     }
     voice->next_in_slot = NO_VOICE;
@@ -979,6 +1058,85 @@ render_block(FlEngine*       engine,
   finish_block(engine, frames, outputs);
 }
 
+/* A queued downbeat whose frame falls in this period moves beat 0 there. */
+static FL_REALTIME void
+apply_downbeat(FlEngine* engine, const FlPeriod* period)
+{
+  if (!engine->downbeat_queued) {
+    return;
+  }
+  int64_t offset = 0;
+  if (engine->pending_downbeat != FL_PLAY_NOW) {
+    offset = offset_of_time(period, engine->pending_downbeat);
+    if (offset >= (int64_t)period->frame_count) {
+      return;
+    }
+    offset = offset > 0 ? offset : 0;
+  }
+  fl_transport_downbeat(&engine->transport, engine->frame_now + offset);
+  engine->downbeat_queued = false;
+}
+
+static uint64_t
+bits_of_double(double value)
+{
+  uint64_t bits = 0U;
+  memcpy(&bits, &value, sizeof(bits));
+  return bits;
+}
+
+/* The writer's half of the sequence lock fl_engine_transport() reads. */
+static FL_REALTIME void
+publish_transport(FlEngine* engine)
+{
+  engine->period_beats =
+    fl_transport_beats_at(&engine->transport, engine->frame_now);
+  const unsigned seq =
+    atomic_load_explicit(&engine->transport_seq, memory_order_relaxed);
+  atomic_store_explicit(&engine->transport_seq, seq + 1U, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  atomic_store_explicit(&engine->published_bpm,
+                        bits_of_double(engine->transport.bpm),
+                        memory_order_relaxed);
+  atomic_store_explicit(&engine->published_beats,
+                        bits_of_double(engine->period_beats),
+                        memory_order_relaxed);
+  atomic_store_explicit(&engine->published_bar,
+                        engine->transport.beats_per_bar,
+                        memory_order_relaxed);
+  atomic_store_explicit(&engine->published_rolling,
+                        engine->rolling ? 1U : 0U,
+                        memory_order_relaxed);
+  atomic_store_explicit(
+    &engine->published_source, engine->clock_source, memory_order_relaxed);
+  atomic_store_explicit(&engine->transport_seq, seq + 2U, memory_order_release);
+}
+
+FL_REALTIME void
+fl_engine_follow(FlEngine* engine, const FlOutsideClock* clock)
+{
+  if (clock && clock->valid) {
+    fl_transport_follow(&engine->transport,
+                        engine->frame_now,
+                        clock->beats,
+                        clock->bpm,
+                        clock->beats_per_bar);
+    engine->clock_source = FL_CLOCK_JACK;
+    engine->rolling      = clock->rolling;
+  } else {
+    /* No master: the internal clock keeps time from where it was. */
+    engine->clock_source = FL_CLOCK_INTERNAL;
+    engine->rolling      = true;
+  }
+}
+
+FL_REALTIME const FlTransport*
+fl_engine_rt_transport(const FlEngine* engine, double* beats)
+{
+  *beats = engine->period_beats;
+  return &engine->transport;
+}
+
 FL_REALTIME void
 fl_engine_process(FlEngine*       engine,
                   const FlPeriod* period,
@@ -988,6 +1146,8 @@ fl_engine_process(FlEngine*       engine,
 
   apply_retirements(engine, &handed_back);
   apply_commands(engine, period, &handed_back);
+  apply_downbeat(engine, period);
+  publish_transport(engine);
 
   for (uint32_t c = 0U; c < engine->output_count; ++c) {
     memset(outputs[c], 0, period->frame_count * sizeof(float));
@@ -1009,9 +1169,11 @@ fl_engine_process(FlEngine*       engine,
     float* const at[FL_MAX_OUTPUTS] = {
       outputs[0] + done, engine->output_count > 1U ? outputs[1] + done : NULL
     };
+    engine->block_frame = engine->frame_now + done;
     render_block(engine, &block, at, &handed_back);
     done += frames;
   }
+  engine->frame_now += period->frame_count;
 
   /* Drop finished voices from the order list. */
   uint32_t kept = 0U;

@@ -29,6 +29,10 @@ typedef enum {
   COMMAND_SEEK,
   COMMAND_MASTER_GAIN,
   COMMAND_METERS,
+  COMMAND_TEMPO,
+  COMMAND_SIGNATURE,
+  COMMAND_QUANTIZE,
+  COMMAND_DOWNBEAT,
 } CommandType;
 
 typedef struct {
@@ -39,7 +43,12 @@ typedef struct {
       int64_t  start_usecs; /* FL_PLAY_NOW, or the time of the first frame */
       float    velocity;    /* gain in [0, 1], validated by the producer */
       uint32_t exclusive;   /* 1: every other voice fades at its start */
+      uint32_t quantize;    /* 1: not timetagged for the future */
     } play;
+    double   bpm;
+    uint32_t beats_per_bar;
+    double   grid;           /* 0: off */
+    int64_t  downbeat_usecs; /* FL_PLAY_NOW: the next period's first frame */
     FlSlotParams settings;
     double       seek_seconds;
     float        master_gain; /* linear */
@@ -103,6 +112,10 @@ typedef struct {
   uint32_t start_offset; /* first frame of this block it sounds in */
   uint32_t next_in_slot; /* this block's list of the slot's voices */
   bool     exclusive;    /* PENDING: chokes every other voice at its start */
+  bool     on_grid;      /* PENDING: starts on the grid line start_beat */
+  bool     wants_line;   /* PENDING: on_grid, its line not chosen yet */
+  double   start_beat;   /* on_grid: the line, in beats */
+  double   grid_beats;   /* on_grid: the grid it was launched on */
   bool     sounded;      /* it has started: counted in its slot's `live` */
   bool     wrapped;      /* a loop voice past its first pass */
 
@@ -183,6 +196,27 @@ struct FlEngineImpl {
   int64_t    meter_due;      /* frames until the next snapshot */
   float      master_peak[FL_MAX_OUTPUTS];
   bool       wrote_telemetry; /* this period: wake the telemetry thread */
+
+  /* The musical clock. frame_now is the engine's frame count at the first
+     frame of the period (JACK's frame time, unwrapped). */
+  FlTransport transport;
+  int64_t     frame_now;
+  int64_t     block_frame; /* the engine frame of the block's first frame */
+  bool        rolling;
+  uint32_t    clock_source;     /* FlClockSource */
+  double      quantize_grid;    /* global: 0 off */
+  double      period_beats;     /* beat position at frame_now */
+  int64_t     pending_downbeat; /* FL_PLAY_NOW, or its time: none if 0 */
+  bool        downbeat_queued;
+
+  /* The transport published for /transport: a sequence lock (odd while the
+     RT thread writes). */
+  atomic_uint   transport_seq;
+  atomic_ullong published_bpm;   /* bits of a double */
+  atomic_ullong published_beats; /* bits of a double */
+  atomic_uint   published_bar;
+  atomic_uint   published_rolling;
+  atomic_uint   published_source;
 
   /* Counters: written by one thread each, read by any (relaxed: they are
      statistics, and no other data is published through them). */
