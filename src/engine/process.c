@@ -455,6 +455,14 @@ apply_meters(FlEngine* engine, uint32_t hz)
 {
   engine->meter_interval = hz ? engine->sample_rate / hz : 0U;
   engine->meter_due      = (int64_t)engine->meter_interval;
+  /* A fresh snapshot: no peak from before (or from while meters were off,
+     when nothing clears them) is reported in it. */
+  for (uint32_t i = 0U; i < engine->metered_count; ++i) {
+    engine->slots[engine->metered[i]].peak    = 0.0f;
+    engine->slots[engine->metered[i]].metered = false;
+  }
+  engine->metered_count  = 0U;
+  engine->master_peak[0] = engine->master_peak[1] = 0.0f;
 }
 
 /* Return the offset in this period of the frame whose time is `usecs`:
@@ -761,8 +769,9 @@ render_voice(FlEngine*     engine,
       count = boundary - voice->position;
     }
 
-    float gain = voice->gain;
-    float step = 0.0f;
+    float gain    = voice->gain;
+    float step    = 0.0f;
+    bool  ramping = false; /* not step != 0: a ramp from 0 to 0 must end */
     if (voice->ramp_left > 0U) {
       if (offset < voice->ramp_at) {
         count =
@@ -771,8 +780,9 @@ render_voice(FlEngine*     engine,
         count = count < voice->ramp_left ? count : voice->ramp_left;
         /* The first ramped frame is one step along and the last one is at
            the target, so a fade-out ends in silence, never with a jump. */
-        step = voice->ramp_step;
-        gain = voice->gain + step;
+        step    = voice->ramp_step;
+        gain    = voice->gain + step;
+        ramping = true;
       }
     }
 
@@ -824,7 +834,7 @@ render_voice(FlEngine*     engine,
       voice->wrapped  = true;
     }
 
-    if (step != 0.0f) {
+    if (ramping) {
       voice->gain += step * (float)count;
       voice->ramp_left -= count;
       if (voice->ramp_left == 0U) {
