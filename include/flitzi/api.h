@@ -47,6 +47,9 @@ typedef struct {
   FlSlotSettings settings[FL_MAX_SLOTS];
 } FlApi;
 
+/** Set every slot's settings to the defaults. Before the OSC thread runs. */
+void fl_api_init(FlApi* api);
+
 /** Return the method table and its length. */
 const FlOscMethod* fl_api_methods(size_t* count);
 

@@ -65,21 +65,17 @@ typedef struct {
   uint32_t quantize;      /**< FlQuantizeMode */
   uint32_t reserved;      /**< Keeps quantize_grid aligned, no padding */
   double   quantize_grid; /**< FL_QUANTIZE_GRID: fl_transport_parse_grid() */
+  float    rate;          /**< Playback speed of the slot, 0.25..4 */
+  float    bpm;           /**< The slot's own tempo for BPM lock, 0: none */
 } FlSlotParams;
 
 /** The settings of a slot nobody has touched: v1 playback. */
-#define FL_SLOT_PARAMS_DEFAULT         \
-  ((FlSlotParams){ FL_MODE_ONESHOT,    \
-                   0U,                 \
-                   0U,                 \
-                   0.0f,               \
-                   0.0,                \
-                   0.0,                \
-                   1.0f,               \
-                   1.0f,               \
-                   FL_QUANTIZE_GLOBAL, \
-                   0U,                 \
-                   0.0 })
+#define FL_SLOT_PARAMS_DEFAULT                       \
+  ((FlSlotParams){ .mode       = FL_MODE_ONESHOT,    \
+                   .gain_left  = 1.0f,               \
+                   .gain_right = 1.0f,               \
+                   .quantize   = FL_QUANTIZE_GLOBAL, \
+                   .rate       = 1.0f })
 
 /** What the RT thread tells the telemetry thread. */
 typedef enum {
@@ -263,6 +259,19 @@ FlStatus fl_engine_set_quantize(FlEngine* engine, double grid);
    FL_ERR_QUEUE_FULL. Only the control thread.
 */
 FlStatus fl_engine_downbeat(FlEngine* engine, int64_t usecs);
+
+/**
+   Queue the global varispeed factor (0.5..2) of every voice not under BPM
+   lock. Returns FL_ERR_BAD_ARGUMENT or FL_ERR_QUEUE_FULL. Control thread.
+*/
+FlStatus fl_engine_set_speed(FlEngine* engine, double speed);
+
+/**
+   Queue BPM lock on or off: on, a voice of a slot with a bpm plays at
+   tempo / bpm x rate and its position follows the transport's beats since
+   its launch (phase lock). Returns FL_ERR_QUEUE_FULL. Control thread.
+*/
+FlStatus fl_engine_set_bpmlock(FlEngine* engine, bool on);
 
 /** Read the published transport. Any thread. */
 void fl_engine_transport(const FlEngine* engine, FlTransportState* state);

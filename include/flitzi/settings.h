@@ -26,6 +26,8 @@ typedef enum {
   FL_KEY_VOICES,
   FL_KEY_GROUP,
   FL_KEY_QUANTIZE,
+  FL_KEY_RATE,
+  FL_KEY_BPM,
   FL_KEY_COUNT
 } FlSettingKey;
 
@@ -46,7 +48,8 @@ typedef struct {
   const char* const* choices; /**< FL_VALUE_ENUM: NULL-terminated */
 } FlSettingInfo;
 
-/** A slot's settings, indexed by FlSettingKey. All zeros are the defaults. */
+/** A slot's settings, indexed by FlSettingKey (fl_settings_reset() sets the
+    defaults). */
 typedef struct {
   double value[FL_KEY_COUNT];
 } FlSlotSettings;

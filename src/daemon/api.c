@@ -852,6 +852,48 @@ on_meters(void*            data,
   }
 }
 
+static void
+on_speed(void*            data,
+         FlOscServer*     server,
+         const FlOscPeer* peer,
+         const char*      types,
+         lo_arg* const*   argv,
+         lo_timetag       time)
+{
+  (void)time;
+  FlApi* const api   = (FlApi*)data;
+  const double speed = arg_number(types[0], argv[0]);
+  char         reason[96];
+  if (!(speed >= 0.5 && speed <= 2.0)) {
+    snprintf(reason,
+             sizeof(reason),
+             "speed must be a number from 0.5 to 2 (got %g)",
+             speed);
+    fail(server, peer, "/speed", reason);
+  } else if (fl_engine_set_speed(api->engine, speed)) {
+    fail(server, peer, "/speed", "queue full");
+  }
+}
+
+static void
+on_bpmlock(void*            data,
+           FlOscServer*     server,
+           const FlOscPeer* peer,
+           const char*      types,
+           lo_arg* const*   argv,
+           lo_timetag       time)
+{
+  (void)types;
+  (void)time;
+  FlApi* const  api = (FlApi*)data;
+  const int32_t on  = arg_int(argv[0]);
+  if (on != 0 && on != 1) {
+    fail(server, peer, "/bpmlock", "bpmlock must be 0 or 1");
+  } else if (fl_engine_set_bpmlock(api->engine, on == 1)) {
+    fail(server, peer, "/bpmlock", "queue full");
+  }
+}
+
 /* Transport and tempo (§3) */
 
 /* Under --transport jack the tempo and bar are the timebase master's. */
@@ -1029,7 +1071,17 @@ static const FlOscMethod methods[] = {
   { "/quantize", forms_string, on_quantize },
   { "/transport/downbeat", forms_none, on_downbeat },
   { "/transport", forms_none, on_transport },
+  { "/speed", forms_number, on_speed },
+  { "/bpmlock", forms_slot, on_bpmlock },
 };
+
+void
+fl_api_init(FlApi* api)
+{
+  for (uint32_t slot = 0U; slot < FL_MAX_SLOTS; ++slot) {
+    fl_settings_reset(&api->settings[slot]);
+  }
+}
 
 const FlOscMethod*
 fl_api_methods(size_t* count)

@@ -496,6 +496,7 @@ main(int argc, char** argv)
   daemon->api.telemetry      = daemon->telemetry;
   daemon->api.max_voices     = options.voices;
   daemon->api.transport_mode = options.transport_mode;
+  fl_api_init(&daemon->api);
 
   const FlLoaderConfig loader_config = {
     daemon->engine,

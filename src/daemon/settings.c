@@ -24,6 +24,8 @@ static const FlSettingInfo table[FL_KEY_COUNT] = {
   { "voices", FL_VALUE_INTEGER, 0.0, FL_MAX_VOICES, 0.0, "", NULL },
   { "group", FL_VALUE_INTEGER, 0.0, 64.0, 0.0, "", NULL },
   { "quantize", FL_VALUE_ENUM, 0.0, 10.0, 0.0, "", quantize_choices },
+  { "rate", FL_VALUE_NUMBER, 0.25, 4.0, 1.0, "", NULL },
+  { "bpm", FL_VALUE_NUMBER, 20.0, 300.0, 0.0, "BPM", NULL },
 };
 
 const FlSettingInfo*
@@ -77,6 +79,16 @@ fl_settings_check(FlSettingKey key,
   const double max = key == FL_KEY_VOICES ? (double)max_voices : info->max;
   if (isfinite(value) && value >= info->min && value <= max) {
     return true;
+  }
+  if (key == FL_KEY_BPM && value == 0.0) {
+    return true; /* 0: the slot has no tempo of its own */
+  }
+  if (key == FL_KEY_BPM) {
+    snprintf(reason,
+             reason_size,
+             "bpm must be 0 (none) or a number from 20 to 300 BPM (got %g)",
+             value);
+    return false;
   }
 
   if (info->type == FL_VALUE_ENUM) {
@@ -173,5 +185,7 @@ fl_settings_params(const FlSlotSettings* settings)
   if (quantize >= 2) {
     fl_transport_parse_grid(quantize_choices[quantize], &params.quantize_grid);
   }
+  params.rate = (float)value[FL_KEY_RATE];
+  params.bpm  = (float)value[FL_KEY_BPM];
   return params;
 }

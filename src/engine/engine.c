@@ -67,11 +67,15 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
     (float*)calloc((size_t)FL_MAX_OUTPUTS * FL_BLOCK_FRAMES, sizeof(float));
   engine->seam =
     (float*)calloc((size_t)FL_MAX_OUTPUTS * FL_BLOCK_FRAMES, sizeof(float));
+  engine->window =
+    (float*)calloc((size_t)FL_MAX_OUTPUTS * FL_INTERP_MAX_TAPS, sizeof(float));
+  engine->interp = fl_interp_new();
+  engine->speed  = 1.0;
   if (!engine->commands || !engine->retirements || !engine->events ||
       !engine->voices || !engine->order || !engine->free_list ||
       !engine->starting || !engine->telemetry || !engine->slots ||
       !engine->active_slots || !engine->metered || !engine->scratch ||
-      !engine->seam) {
+      !engine->seam || !engine->window || !engine->interp) {
     fl_engine_free(engine);
     return NULL;
   }
@@ -147,6 +151,8 @@ fl_engine_free(FlEngine* engine)
              fl_ring_read_space(engine->retirements) > 0U);
   }
 
+  fl_interp_free(engine->interp);
+  free(engine->window);
   free(engine->seam);
   free(engine->scratch);
   free(engine->metered);
@@ -195,6 +201,7 @@ fl_engine_launch(FlEngine* engine,
   command.as.play.start_usecs = start_usecs;
   command.as.play.velocity    = velocity;
   command.as.play.exclusive   = exclusive ? 1U : 0U;
+
   return queue_command(engine, &command);
 }
 
@@ -303,6 +310,25 @@ fl_engine_set_quantize(FlEngine* engine, double grid)
 {
   Command command = { .type = COMMAND_QUANTIZE, .slot = 0U };
   command.as.grid = grid;
+  return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_set_speed(FlEngine* engine, double speed)
+{
+  if (!(speed >= 0.5 && speed <= 2.0)) {
+    return FL_ERR_BAD_ARGUMENT;
+  }
+  Command command  = { .type = COMMAND_SPEED, .slot = 0U };
+  command.as.speed = speed;
+  return queue_command(engine, &command);
+}
+
+FlStatus
+fl_engine_set_bpmlock(FlEngine* engine, bool on)
+{
+  Command command    = { .type = COMMAND_BPMLOCK, .slot = 0U };
+  command.as.bpmlock = on ? 1U : 0U;
   return queue_command(engine, &command);
 }
 

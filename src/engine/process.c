@@ -24,6 +24,12 @@
 #include <math.h>
 #include <string.h>
 
+static FL_REALTIME int64_t offset_of_time(const FlPeriod* period,
+                                          int64_t         usecs);
+static FL_REALTIME double  target_step(const FlEngine*  engine,
+                                       const SlotState* state,
+                                       bool*            locked);
+
 /* Hand a sample back to the reaper. Returns false if the event ring is full;
    the caller keeps the reference and tries again next period. */
 static FL_REALTIME bool
@@ -300,6 +306,10 @@ init_voice(FlEngine* engine,
   voice->exclusive    = false;
   voice->on_grid      = false;
   voice->wants_line   = false;
+  voice->fraction     = 0.0;
+  voice->step         = 1.0;
+  voice->locked       = false;
+  voice->launch_beat  = 0.0;
   voice->sounded      = false;
   voice->wrapped      = false;
   refresh_region(engine, voice);
@@ -307,7 +317,10 @@ init_voice(FlEngine* engine,
 }
 
 static FL_REALTIME void
-apply_play(FlEngine* engine, const Command* command, uint32_t* handed_back)
+apply_play(FlEngine*       engine,
+           const Command*  command,
+           const FlPeriod* period,
+           uint32_t*       handed_back)
 {
   atomic_fetch_add_explicit(&engine->plays, 1U, memory_order_relaxed);
 
@@ -334,7 +347,10 @@ apply_play(FlEngine* engine, const Command* command, uint32_t* handed_back)
                                      : params->quantize == FL_QUANTIZE_GRID
                                        ? params->quantize_grid
                                        : engine->quantize_grid;
-  if (command->as.play.quantize && grid != 0.0) {
+  /* A timetag that has passed is no future frame to start on either. */
+  const bool future = command->as.play.start_usecs != FL_PLAY_NOW &&
+                      offset_of_time(period, command->as.play.start_usecs) >= 0;
+  if (!future && grid != 0.0) {
     voice->on_grid    = true;
     voice->wants_line = true;
     voice->grid_beats =
@@ -384,6 +400,7 @@ apply_pause(FlEngine* engine, uint32_t slot, bool pause)
     if (voice->slot != slot) {
       continue;
     }
+    voice->locked = false; /* a resumed voice locks from where it is */
     if (pause && voice->state == VOICE_PLAYING) {
       start_ramp(voice, 0.0f, engine->pause_fade_frames, RAMP_END_PAUSE, 0U);
     } else if (!pause && voice->state == VOICE_PAUSED) {
@@ -419,22 +436,31 @@ apply_seek(FlEngine* engine,
     const uint32_t last   = voice->sample->frame_count - 1U;
     const uint32_t target = frames > (double)last ? last : (uint32_t)frames;
 
+    /* A voice still fading out into a pause is audible: it crossfades too,
+       into a copy that is paused at the new place. */
+    const bool pausing =
+      voice->state == VOICE_PLAYING && voice->ramp_end == RAMP_END_PAUSE;
     Voice* const copy =
-      voice->state == VOICE_PLAYING && voice->ramp_end != RAMP_END_PAUSE
-        ? take_free_voice(engine)
-        : NULL;
+      voice->state == VOICE_PLAYING ? take_free_voice(engine) : NULL;
     if (!copy) {
       voice->position = target;
+      voice->fraction = 0.0;
       voice->wrapped  = false;
+      voice->locked   = false; /* locks again from the new place */
       continue;
     }
     init_voice(engine, copy, voice->sample, slot, voice->velocity);
     copy->position = target;
+    copy->step     = voice->step;
     copy->state    = VOICE_PLAYING;
     copy->sounded  = true;
     copy->gain     = 0.0f;
-    start_ramp(
-      copy, voice->velocity, engine->pause_fade_frames, RAMP_END_HOLD, 0U);
+    if (pausing) {
+      copy->state = VOICE_PAUSED;
+    } else {
+      start_ramp(
+        copy, voice->velocity, engine->pause_fade_frames, RAMP_END_HOLD, 0U);
+    }
     ++engine->slots[slot].live;
     ++engine->sounding;
     fade_voice(engine, voice, engine->pause_fade_frames, 0U, handed_back);
@@ -514,7 +540,7 @@ apply_commands(FlEngine* engine, const FlPeriod* period, uint32_t* handed_back)
   while (count-- > 0U && fl_ring_read(engine->commands, &command)) {
     switch (command.type) {
       case COMMAND_PLAY:
-        apply_play(engine, &command, handed_back);
+        apply_play(engine, &command, period, handed_back);
         if (command.as.play.start_usecs != FL_PLAY_NOW &&
             offset_of_time(period, command.as.play.start_usecs) < 0) {
           atomic_fetch_add_explicit(
@@ -549,6 +575,12 @@ apply_commands(FlEngine* engine, const FlPeriod* period, uint32_t* handed_back)
         break;
       case COMMAND_QUANTIZE:
         engine->quantize_grid = command.as.grid;
+        break;
+      case COMMAND_SPEED:
+        engine->speed = command.as.speed;
+        break;
+      case COMMAND_BPMLOCK:
+        engine->bpmlock = command.as.bpmlock != 0U;
         break;
       case COMMAND_DOWNBEAT:
         engine->pending_downbeat = command.as.downbeat_usecs;
@@ -658,6 +690,16 @@ start_voices(FlEngine* engine, const FlPeriod* block, uint32_t* handed_back)
     }
     voice->state   = VOICE_PLAYING;
     voice->sounded = true;
+    /* It starts at its rate; only later changes glide. */
+    bool locked = false;
+    voice->step = target_step(engine, &engine->slots[voice->slot], &locked);
+    /* Phase lock counts beats from here: the grid line it was launched on,
+       or the beat position of its first frame. */
+    voice->launch_beat =
+      voice->on_grid
+        ? voice->start_beat
+        : fl_transport_beats_at(&engine->transport,
+                                engine->block_frame + voice->start_offset);
     if (engine->slots[voice->slot].live++ == 0U) {
       emit_slot_event(engine, FL_EVENT_STARTED, voice->slot);
     }
@@ -731,6 +773,263 @@ render_seam(FlEngine* engine, const Voice* voice, uint32_t k, uint32_t frames)
   return engine->seam;
 }
 
+/* Varispeed (OSC API v2 §3) */
+
+/* Rates a voice may play at. */
+#define MIN_RATE 0.25
+#define MAX_RATE 4.0
+
+/* The speed a voice of `state` should play at now, in source frames per
+   output frame, and whether BPM lock holds it to the beats. */
+static FL_REALTIME double
+target_step(const FlEngine* engine, const SlotState* state, bool* locked)
+{
+  double rate = (double)state->params.rate;
+  *locked     = false;
+  if (engine->bpmlock && state->params.bpm > 0.0f) {
+    rate *= engine->transport.bpm / (double)state->params.bpm;
+    *locked = rate >= MIN_RATE && rate <= MAX_RATE;
+  } else {
+    rate *= engine->speed;
+  }
+  return rate < MIN_RATE ? MIN_RATE : rate > MAX_RATE ? MAX_RATE : rate;
+}
+
+/* Phase lock: the voice's place is a function of the beats since its
+   launch, never a sum of steps, so it cannot drift from the grid. */
+static FL_REALTIME void
+place_locked(const FlEngine* engine, Voice* voice, int64_t frame)
+{
+  const SlotState* const state = &engine->slots[voice->slot];
+  const double frames_per_beat = 60.0 * (double)voice->sample->sample_rate *
+                                 (double)state->params.rate /
+                                 (double)state->params.bpm;
+  double played =
+    (fl_transport_beats_at(&engine->transport, frame) - voice->launch_beat) *
+    frames_per_beat;
+  played            = played > 0.0 ? played : 0.0;
+  const double span = (double)(voice->region_end - voice->region_start);
+  if (voice->looping && played >= span) {
+    voice->wrapped = true;
+    played         = played - floor(played / span) * span;
+  }
+  const double place = (double)voice->region_start + played;
+  voice->position    = (uint32_t)place;
+  voice->fraction    = place - (double)voice->position;
+}
+
+/* Start BPM lock on a voice that plays already: its launch beat is where
+   its place puts it. */
+static FL_REALTIME void
+lock_from_here(const FlEngine* engine, Voice* voice, int64_t frame)
+{
+  const SlotState* const state = &engine->slots[voice->slot];
+  const double frames_per_beat = 60.0 * (double)voice->sample->sample_rate *
+                                 (double)state->params.rate /
+                                 (double)state->params.bpm;
+  const double played =
+    (double)voice->position + voice->fraction - (double)voice->region_start;
+  voice->launch_beat =
+    fl_transport_beats_at(&engine->transport, frame) - played / frames_per_beat;
+  voice->locked = true;
+}
+
+/* The frame `index` of a voice's source as the kernel reads it: a loop
+   repeats its region (a read past the end continues at the start, one
+   before the start of a later pass comes from the end), with its SEAM_PRE
+   crossfade; outside the sample it is silence. */
+static FL_REALTIME void
+source_frame(const Voice* voice, int64_t index, float* frame)
+{
+  const FlSample* const sample   = voice->sample;
+  const uint32_t        channels = sample->channels;
+  const int64_t         start    = voice->region_start;
+  const int64_t         end      = voice->region_end;
+  const int64_t         span     = end - start;
+  if (voice->looping && span > 0) {
+    while (index >= end) {
+      index -= span;
+    }
+    while (voice->wrapped && index < start) {
+      index += span;
+    }
+  }
+  if (index < 0 || index >= (int64_t)sample->frame_count) {
+    frame[0] = frame[channels - 1U] = 0.0f;
+    return;
+  }
+  const float* const here = sample->frames + (size_t)index * channels;
+  const int64_t      x    = voice->seam_frames;
+  if (voice->looping && voice->seam == SEAM_PRE && index >= end - x &&
+      index < end) {
+    const float  w      = (float)(index - (end - x) + 1) / (float)(x + 1);
+    const float* before = here - (size_t)span * channels;
+    for (uint32_t c = 0U; c < channels; ++c) {
+      frame[c] = here[c] + w * (before[c] - here[c]);
+    }
+    return;
+  }
+  for (uint32_t c = 0U; c < channels; ++c) {
+    frame[c] = here[c];
+  }
+}
+
+/* The source frames the kernel needs for the read position `first`: the
+   sample itself where the window is plain audio, else gathered. */
+static FL_REALTIME const float*
+kernel_window(FlEngine*             engine,
+              const Voice*          voice,
+              const FlInterpKernel* kernel,
+              int64_t               first)
+{
+  const FlSample* const sample = voice->sample;
+  int64_t               low    = 0;
+  int64_t               high   = sample->frame_count;
+  if (voice->looping) {
+    low  = voice->wrapped ? voice->region_start : 0;
+    high = voice->region_end -
+           (voice->seam == SEAM_PRE ? (int64_t)voice->seam_frames : 0);
+  }
+  if (first >= low && first + kernel->taps <= high) {
+    return sample->frames + (size_t)first * sample->channels;
+  }
+  for (uint32_t j = 0U; j < kernel->taps; ++j) {
+    source_frame(
+      voice, first + (int64_t)j, engine->window + (size_t)j * sample->channels);
+  }
+  return engine->window;
+}
+
+/* Render a voice at a rate other than 1 (or between frames) into
+   `targets`: band-limited interpolation into engine->seam, then the gain
+   and mix as any voice. The rate glides to its target over the block, so
+   a change has no step; a BPM-locked voice is placed from the beats at the
+   block's start. */
+static FL_REALTIME void
+render_varispeed(FlEngine*     engine,
+                 Voice*        voice,
+                 uint32_t      block_frames,
+                 float* const* targets,
+                 float         left,
+                 float         right,
+                 uint32_t*     handed_back)
+{
+  const FlSample* const sample   = voice->sample;
+  const uint32_t        channels = sample->channels;
+  uint32_t              offset   = voice->start_offset;
+  voice->start_offset            = 0U;
+
+  bool         lock   = false;
+  const double target = target_step(engine, &engine->slots[voice->slot], &lock);
+  if (lock && voice->state == VOICE_PLAYING) {
+    if (!voice->locked) {
+      lock_from_here(engine, voice, engine->block_frame + offset);
+    }
+    place_locked(engine, voice, engine->block_frame + offset);
+    voice->step = target;
+  }
+  voice->locked = lock && voice->locked;
+  const double glide =
+    voice->locked ? 0.0
+                  : (target - voice->step) / (double)(block_frames - offset);
+  const FlInterpKernel* const kernel = fl_interp_kernel(
+    engine->interp, voice->step > target ? voice->step : target);
+
+  while (offset < block_frames) {
+    uint32_t count   = block_frames - offset;
+    float    gain    = voice->gain;
+    float    step    = 0.0f;
+    bool     ramping = false; /* not step != 0: a ramp from 0 to 0 ends too */
+    if (voice->ramp_left > 0U) {
+      if (offset < voice->ramp_at) {
+        count =
+          count < voice->ramp_at - offset ? count : voice->ramp_at - offset;
+      } else {
+        count   = count < voice->ramp_left ? count : voice->ramp_left;
+        step    = voice->ramp_step;
+        gain    = voice->gain + step;
+        ramping = true;
+      }
+    }
+
+    /* Interpolate up to `count` frames, wrapping a loop, stopping at the
+       end of a one-shot. */
+    uint32_t rendered = 0U;
+    bool     ended    = false;
+    while (rendered < count) {
+      const uint32_t boundary = voice->position < voice->region_end
+                                  ? voice->region_end
+                                  : voice->sample->frame_count;
+      if (voice->position >= boundary) {
+        if (!voice->looping) {
+          ended = true;
+          break;
+        }
+        voice->position = voice->region_start + (voice->position - boundary);
+        voice->wrapped  = true;
+        continue;
+      }
+      const float* const window = kernel_window(
+        engine, voice, kernel, (int64_t)voice->position + kernel->first_tap);
+      fl_interp_frame(kernel,
+                      window,
+                      channels,
+                      voice->fraction,
+                      engine->seam + (size_t)rendered * channels);
+      const double next    = voice->fraction + voice->step;
+      const double advance = floor(next);
+      voice->position += (uint32_t)advance;
+      voice->fraction = next - advance;
+      voice->step += glide;
+      ++rendered;
+    }
+
+    if (left == 1.0f && right == 1.0f) {
+      fl_mix_add(engine->seam,
+                 channels,
+                 rendered,
+                 gain,
+                 step,
+                 targets,
+                 engine->output_count,
+                 offset);
+    } else {
+      fl_mix_add_balanced(engine->seam,
+                          channels,
+                          rendered,
+                          gain,
+                          step,
+                          left,
+                          right,
+                          targets,
+                          engine->output_count,
+                          offset);
+    }
+    offset += rendered;
+    if (ended) {
+      end_voice(engine, voice, handed_back);
+      return;
+    }
+    if (ramping) {
+      voice->gain += step * (float)rendered;
+      voice->ramp_left -= rendered;
+      if (voice->ramp_left == 0U) {
+        voice->gain = voice->ramp_target;
+        if (voice->ramp_end == RAMP_END_FREE) {
+          end_voice(engine, voice, handed_back);
+          return;
+        }
+        if (voice->ramp_end == RAMP_END_PAUSE) {
+          voice->state = VOICE_PAUSED;
+          break;
+        }
+      }
+    }
+  }
+  voice->step    = target;
+  voice->ramp_at = 0U;
+}
+
 /* Render one voice into `targets` (the outputs, or a slot's scratch) for the
    block of `block_frames`, ending it when it is done. */
 static FL_REALTIME void
@@ -751,6 +1050,16 @@ render_voice(FlEngine*     engine,
   }
   if (voice->region_serial != engine->slots[voice->slot].serial) {
     refresh_region(engine, voice);
+  }
+
+  /* Anything but rate 1 from a whole frame on goes through the
+     interpolator; a voice at rate 1 plays bit for bit as in v1. */
+  bool         lock   = false;
+  const double target = target_step(engine, &engine->slots[voice->slot], &lock);
+  if (target != 1.0 || voice->step != 1.0 || voice->fraction != 0.0 || lock) {
+    render_varispeed(
+      engine, voice, block_frames, targets, left, right, handed_back);
+    return;
   }
 
   const FlSample* const sample = voice->sample;

@@ -11,6 +11,7 @@
 
 #include <flitzi/bank.h>
 #include <flitzi/engine.h>
+#include <flitzi/interp.h>
 #include <flitzi/ring.h>
 #include <flitzi/sample.h>
 
@@ -33,6 +34,8 @@ typedef enum {
   COMMAND_SIGNATURE,
   COMMAND_QUANTIZE,
   COMMAND_DOWNBEAT,
+  COMMAND_SPEED,
+  COMMAND_BPMLOCK,
 } CommandType;
 
 typedef struct {
@@ -43,12 +46,14 @@ typedef struct {
       int64_t  start_usecs; /* FL_PLAY_NOW, or the time of the first frame */
       float    velocity;    /* gain in [0, 1], validated by the producer */
       uint32_t exclusive;   /* 1: every other voice fades at its start */
-      uint32_t quantize;    /* 1: not timetagged for the future */
+
     } play;
     double   bpm;
     uint32_t beats_per_bar;
     double   grid;           /* 0: off */
     int64_t  downbeat_usecs; /* FL_PLAY_NOW: the next period's first frame */
+    double   speed;
+    uint32_t bpmlock;
     FlSlotParams settings;
     double       seek_seconds;
     float        master_gain; /* linear */
@@ -96,6 +101,10 @@ typedef struct {
   FlSample* sample;      /* referenced: counted in sample->rt_voices */
   int64_t   start_usecs; /* VOICE_PENDING: when its first frame sounds */
   uint32_t  position;    /* next frame of the sample to play */
+  double    fraction;    /* varispeed: how far past `position`, 0..1 */
+  double    step;        /* source frames per output frame, 1 for v1 */
+  double    launch_beat; /* the transport's beat at its first frame */
+  bool      locked;      /* its position follows the beats (BPM lock) */
   uint32_t  slot;
   uint32_t  state;    /* VoiceState */
   float     velocity; /* the gain it plays at when no ramp runs */
@@ -187,7 +196,11 @@ struct FlEngineImpl {
   uint32_t*  metered; /* slots that sounded since the last snapshot */
   uint32_t   metered_count;
   float*     scratch; /* a slot's voices: FL_MAX_OUTPUTS blocks */
-  float*     seam;    /* a crossfaded stretch of one voice */
+  float*     seam;    /* a crossfaded or interpolated stretch of a voice */
+  float*     window;  /* source frames gathered for one kernel */
+  FlInterp*  interp;  /* varispeed kernels, read-only */
+  double     speed;   /* /speed */
+  bool       bpmlock; /* /bpmlock */
   float      master_gain;
   float      master_step;
   float      master_target;

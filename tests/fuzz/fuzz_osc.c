@@ -46,6 +46,7 @@ set_up(void)
   api.now_usecs               = fuzz_now_usecs;
   api.telemetry               = telemetry;
   api.max_voices              = 4U;
+  fl_api_init(&api);
 
   /* Slots 0 and 1 hold short samples, so /play reaches the engine. */
   for (uint32_t slot = 0U; slot < 2U; ++slot) {
