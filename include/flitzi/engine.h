@@ -67,6 +67,8 @@ typedef struct {
   double   quantize_grid; /**< FL_QUANTIZE_GRID: fl_transport_parse_grid() */
   float    rate;          /**< Playback speed of the slot, 0.25..4 */
   float    bpm;           /**< The slot's own tempo for BPM lock, 0: none */
+  uint32_t keylock;       /**< 1: a tempo ratio changes duration, not pitch */
+  uint32_t reserved2;     /**< No padding bytes */
 } FlSlotParams;
 
 /** The settings of a slot nobody has touched: v1 playback. */
@@ -79,21 +81,26 @@ typedef struct {
 
 /** What the RT thread tells the telemetry thread. */
 typedef enum {
-  FL_EVENT_STARTED = 1, /**< A slot started to sound */
-  FL_EVENT_STOPPED,     /**< The last voice of a slot ended */
-  FL_EVENT_METER_SLOT,  /**< Peak and playhead of a slot that sounded */
-  FL_EVENT_METER_MASTER /**< Master peaks; closes one meter snapshot */
+  FL_EVENT_STARTED = 1,   /**< A slot started to sound */
+  FL_EVENT_STOPPED,       /**< The last voice of a slot ended */
+  FL_EVENT_METER_SLOT,    /**< Peak and playhead of a slot that sounded */
+  FL_EVENT_METER_MASTER,  /**< Master peaks; closes one meter snapshot */
+  FL_EVENT_STRETCH_WANTED /**< A key-locked slot needs a render at `position`
+                               (the ratio) of its region */
 } FlEventType;
 
 /** One record of the telemetry ring: fixed size, written by the RT thread. */
 typedef struct {
-  uint32_t type;     /**< FlEventType */
-  uint32_t slot;     /**< Slot, for all but FL_EVENT_METER_MASTER */
-  float    peak;     /**< METER_SLOT: largest |sample| of the slot after its
-                          gain and pan; METER_MASTER: left peak */
-  float  peak_right; /**< METER_MASTER: right peak */
-  double position;   /**< METER_SLOT: seconds into the sample of the
-                          slot's newest voice */
+  uint32_t type;         /**< FlEventType */
+  uint32_t slot;         /**< Slot, for all but FL_EVENT_METER_MASTER */
+  float    peak;         /**< METER_SLOT: largest |sample| of the slot after its
+                              gain and pan; METER_MASTER: left peak;
+                              STRETCH_WANTED: 1 for a loop, 0 for a one-shot */
+  float  peak_right;     /**< METER_MASTER: right peak */
+  double position;       /**< METER_SLOT: seconds into the sample of the
+                              slot's newest voice; STRETCH_WANTED: the ratio */
+  uint32_t region_start; /**< STRETCH_WANTED: the region, in frames */
+  uint32_t region_end;
 } FlEvent;
 
 /**
@@ -154,6 +161,8 @@ typedef struct {
   uint64_t stolen_voices;    /**< Voices faded out to make room */
   uint64_t retired_samples;  /**< Samples handed back to be freed */
   uint64_t dropped_events;   /**< Telemetry records lost to a full ring */
+  uint64_t stretch_misses;   /**< Blocks a key-locked voice played without
+                                  its render (plain varispeed instead) */
 } FlEngineStats;
 
 /**
@@ -301,6 +310,16 @@ FlStatus fl_engine_stop(FlEngine* engine, uint32_t slot);
    this; `slot` must be in range.
 */
 void fl_engine_publish(FlEngine* engine, uint32_t slot, FlSample* sample);
+
+/**
+   Put `sample`, a key-lock render (its stretch_* fields set) of the region
+   of the sample in `slot`, beside that slot, retiring the render that was
+   there. The RT thread uses it while it matches the slot's sample, region
+   and ratio. Only the loader thread may call this.
+*/
+void fl_engine_publish_stretch(FlEngine* engine,
+                               uint32_t  slot,
+                               FlSample* sample);
 
 /**
    Return the next sample that the RT thread handed back, or NULL. The caller

@@ -25,9 +25,10 @@ typedef struct FlLoaderImpl FlLoader;
 #define FL_LOADER_CONTEXT_SIZE 160U
 
 typedef enum {
-  FL_REQUEST_LOAD,   /**< Load a file into a slot */
-  FL_REQUEST_UNLOAD, /**< Empty a slot */
-  FL_REQUEST_RELOAD, /**< Load a slot's file again at the current rate */
+  FL_REQUEST_LOAD,    /**< Load a file into a slot */
+  FL_REQUEST_UNLOAD,  /**< Empty a slot */
+  FL_REQUEST_RELOAD,  /**< Load a slot's file again at the current rate */
+  FL_REQUEST_STRETCH, /**< Render a slot's region for key lock */
 } FlRequestType;
 
 /** The outcome of one request, as passed to the callback. */
@@ -84,6 +85,19 @@ FlStatus fl_loader_unload(FlLoader*   loader,
                           uint32_t    slot,
                           const void* context,
                           size_t      context_size);
+
+/**
+   Queue a key-lock render of frames [start, end) of the sample in `slot`
+   at tempo ratio `ratio`, as a loop if `loop` (stretch.h). A later request
+   for the same slot replaces one still queued; nothing is reported but a
+   failure (in the log). Returns FL_ERR_QUEUE_FULL. Any non-RT thread.
+*/
+FlStatus fl_loader_stretch(FlLoader* loader,
+                           uint32_t  slot,
+                           double    ratio,
+                           uint32_t  start,
+                           uint32_t  end,
+                           bool      loop);
 
 /**
    Prepare samples for `sample_rate` from now on, and if it differs from the

@@ -35,6 +35,14 @@ typedef struct FlSample {
   uint32_t sample_rate;  /**< Engine rate the frames were prepared for */
   uint32_t source_rate;  /**< Sample rate of the source file */
   size_t   mapped_bytes; /**< Size of the frames' own mapping, 0 if none */
+  uint64_t serial;       /**< Unique to this sample, never reused */
+
+  /* A key-lock render (stretched with Rubber Band) of another sample's
+     region, or all 0 for an ordinary sample. */
+  double   stretch_ratio;  /**< Tempo ratio it was rendered for */
+  uint64_t stretch_source; /**< Serial of the sample it was rendered from */
+  uint32_t stretch_start;  /**< That sample's region, in its frames */
+  uint32_t stretch_end;
 
   uint32_t rt_voices;  /**< RT only: voices that play this sample */
   bool     rt_retired; /**< RT only: no longer in its slot */

@@ -28,6 +28,7 @@ typedef enum {
   FL_KEY_QUANTIZE,
   FL_KEY_RATE,
   FL_KEY_BPM,
+  FL_KEY_KEYLOCK,
   FL_KEY_COUNT
 } FlSettingKey;
 

@@ -52,6 +52,19 @@ FlStatus fl_telemetry_set_meters(FlTelemetry*     telemetry,
                                  const FlOscPeer* peer,
                                  uint32_t         hz);
 
+/** What to do when the RT thread asks for a key-lock render. */
+typedef void (*FlStretchWanted)(void*    data,
+                                uint32_t slot,
+                                double   ratio,
+                                uint32_t start,
+                                uint32_t end,
+                                bool     loop);
+
+/** Hand key-lock render requests to `wanted`. Before the threads start. */
+void fl_telemetry_set_stretch_handler(FlTelemetry*    telemetry,
+                                      FlStretchWanted wanted,
+                                      void*           data);
+
 /**
    Take every record the RT thread wrote and send what is due. Returns the
    number of records taken. The consumer thread only.

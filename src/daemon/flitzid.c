@@ -368,6 +368,21 @@ free_daemon(Daemon* daemon)
 
 static Daemon daemon_state;
 
+/* The RT thread asked for a key-lock render: the loader makes it. */
+static void
+stretch_wanted(void*    data,
+               uint32_t slot,
+               double   ratio,
+               uint32_t start,
+               uint32_t end,
+               bool     loop)
+{
+  Daemon* const daemon = (Daemon*)data;
+  if (fl_loader_stretch(daemon->loader, slot, ratio, start, end, loop)) {
+    fl_log(FL_LOG_WARNING, "key lock: the loader's queue is full");
+  }
+}
+
 /* Before the client activates: fades for the server's rate, and samples
    resampled again if the rate is new. */
 static void
@@ -523,6 +538,7 @@ main(int argc, char** argv)
   daemon->api.server = daemon->server;
   if (daemon->telemetry) {
     fl_telemetry_set_server(daemon->telemetry, daemon->server);
+    fl_telemetry_set_stretch_handler(daemon->telemetry, stretch_wanted, daemon);
   }
 
   const FlBackendConfig backend_config = {

@@ -1,5 +1,7 @@
 #include <flitzi/loader.h>
 
+#include <flitzi/stretch.h>
+
 #include <flitzi/log.h>
 
 #include <errno.h>
@@ -16,7 +18,11 @@
 typedef struct {
   FlRequestType type;
   uint32_t      slot;
-  char*         path; /* loads: as sent; reloads: resolved */
+  char*         path;  /* loads: as sent; reloads: resolved */
+  double        ratio; /* stretches: the render's ratio, region, loop */
+  uint32_t      start;
+  uint32_t      end;
+  bool          loop;
   size_t        context_size;
   unsigned char context[FL_LOADER_CONTEXT_SIZE];
 } Request;
@@ -71,7 +77,7 @@ make_request(FlLoader*     loader,
     return FL_ERR_BAD_SLOT;
   }
 
-  Request request = { type, slot, NULL, 0U, { 0 } };
+  Request request = { .type = type, .slot = slot };
   if (context_size > sizeof(request.context)) {
     return FL_ERR_BAD_ARGUMENT;
   }
@@ -132,6 +138,55 @@ run_load(FlLoader*      loader,
   result->channels    = sample->channels;
   result->source_rate = sample->source_rate;
   fl_engine_publish(loader->config.engine, request->slot, sample);
+  /* A key-lock render of the sample that was there is of no use now. */
+  fl_engine_publish_stretch(loader->config.engine, request->slot, NULL);
+}
+
+/* Key lock: render the slot's region at the ratio asked, unless the slot
+   holds another sample by now. This thread is the one that replaces
+   samples, so the one it reads stays alive while it renders. */
+static void
+run_stretch(FlLoader* loader, const Request* request)
+{
+  const FlSample* const sample =
+    fl_bank_get(loader->config.bank, request->slot);
+  if (!sample || request->end > sample->frame_count) {
+    return;
+  }
+  char            reason[128];
+  FlSample* const render = fl_stretch_render(sample,
+                                             request->start,
+                                             request->end,
+                                             request->ratio,
+                                             request->loop,
+                                             reason,
+                                             sizeof(reason));
+  if (!render) {
+    fl_log(FL_LOG_WARNING,
+           "key lock: cannot render slot %u at ratio %g: %s",
+           request->slot,
+           request->ratio,
+           reason);
+    return;
+  }
+  if (loader->config.lock_memory) {
+    mlock(render->frames, (size_t)fl_sample_bytes(render));
+  }
+  fl_engine_publish_stretch(loader->config.engine, request->slot, render);
+}
+
+/* Whether a later stretch request for the same slot is queued (lock held). */
+static bool
+superseded(const FlLoader* loader, const Request* request)
+{
+  for (uint32_t i = 0U; i < loader->queue_count; ++i) {
+    const Request* const later =
+      &loader->queue[(loader->queue_head + i) % loader->queue_length];
+    if (later->type == FL_REQUEST_STRETCH && later->slot == request->slot) {
+      return true;
+    }
+  }
+  return false;
 }
 
 static void
@@ -146,6 +201,7 @@ run_unload(FlLoader* loader, const Request* request, FlLoadResult* result)
     return;
   }
   fl_engine_publish(loader->config.engine, request->slot, NULL);
+  fl_engine_publish_stretch(loader->config.engine, request->slot, NULL);
 }
 
 static void*
@@ -166,7 +222,16 @@ loader_main(void* data)
     const uint32_t rate    = loader->sample_rate;
     loader->queue_head     = (loader->queue_head + 1U) % loader->queue_length;
     --loader->queue_count;
+    const bool stale =
+      request.type == FL_REQUEST_STRETCH && superseded(loader, &request);
     pthread_mutex_unlock(&loader->lock);
+
+    if (request.type == FL_REQUEST_STRETCH) {
+      if (!stale) {
+        run_stretch(loader, &request);
+      }
+      continue;
+    }
 
     FlLoadResult* const result = (FlLoadResult*)calloc(1, sizeof(FlLoadResult));
     if (!result) {
@@ -294,4 +359,21 @@ fl_loader_set_sample_rate(FlLoader* loader, uint32_t sample_rate)
     }
   }
   free(info);
+}
+
+FlStatus
+fl_loader_stretch(FlLoader* loader,
+                  uint32_t  slot,
+                  double    ratio,
+                  uint32_t  start,
+                  uint32_t  end,
+                  bool      loop)
+{
+  Request request = { .type  = FL_REQUEST_STRETCH,
+                      .slot  = slot,
+                      .ratio = ratio,
+                      .start = start,
+                      .end   = end,
+                      .loop  = loop };
+  return enqueue(loader, &request);
 }

@@ -26,6 +26,7 @@ static const FlSettingInfo table[FL_KEY_COUNT] = {
   { "quantize", FL_VALUE_ENUM, 0.0, 10.0, 0.0, "", quantize_choices },
   { "rate", FL_VALUE_NUMBER, 0.25, 4.0, 1.0, "", NULL },
   { "bpm", FL_VALUE_NUMBER, 20.0, 300.0, 0.0, "BPM", NULL },
+  { "keylock", FL_VALUE_INTEGER, 0.0, 1.0, 0.0, "", NULL },
 };
 
 const FlSettingInfo*
@@ -185,7 +186,9 @@ fl_settings_params(const FlSlotSettings* settings)
   if (quantize >= 2) {
     fl_transport_parse_grid(quantize_choices[quantize], &params.quantize_grid);
   }
-  params.rate = (float)value[FL_KEY_RATE];
-  params.bpm  = (float)value[FL_KEY_BPM];
+  params.rate      = (float)value[FL_KEY_RATE];
+  params.bpm       = (float)value[FL_KEY_BPM];
+  params.keylock   = value[FL_KEY_KEYLOCK] > 0.5 ? 1U : 0U;
+  params.reserved2 = 0U;
   return params;
 }

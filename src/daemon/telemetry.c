@@ -16,9 +16,11 @@ typedef struct {
 } MeterClient;
 
 struct FlTelemetryImpl {
-  FlEngine*    engine;
-  FlOscServer* server;
-  uint32_t     slot_count;
+  FlEngine*       engine;
+  FlOscServer*    server;
+  uint32_t        slot_count;
+  FlStretchWanted stretch_wanted;
+  void*           stretch_data;
 
   pthread_mutex_t lock; /* clients; never taken by the RT thread */
   MeterClient     clients[FL_MAX_METER_CLIENTS];
@@ -67,6 +69,15 @@ fl_telemetry_free(FlTelemetry* telemetry)
   }
   pthread_mutex_destroy(&telemetry->lock);
   free(telemetry);
+}
+
+void
+fl_telemetry_set_stretch_handler(FlTelemetry*    telemetry,
+                                 FlStretchWanted wanted,
+                                 void*           data)
+{
+  telemetry->stretch_wanted = wanted;
+  telemetry->stretch_data   = data;
 }
 
 void
@@ -199,7 +210,17 @@ fl_telemetry_run(FlTelemetry* telemetry)
   pthread_mutex_lock(&telemetry->lock);
   while (fl_engine_next_event(telemetry->engine, &event)) {
     ++count;
-    if (event.type == FL_EVENT_STARTED || event.type == FL_EVENT_STOPPED) {
+    if (event.type == FL_EVENT_STRETCH_WANTED) {
+      if (telemetry->stretch_wanted) {
+        telemetry->stretch_wanted(telemetry->stretch_data,
+                                  event.slot,
+                                  event.position,
+                                  event.region_start,
+                                  event.region_end,
+                                  event.peak > 0.5f);
+      }
+    } else if (event.type == FL_EVENT_STARTED ||
+               event.type == FL_EVENT_STOPPED) {
       if (telemetry->server) {
         post_event(telemetry,
                    event.type == FL_EVENT_STARTED ? "/event/started"

@@ -69,13 +69,15 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
     (float*)calloc((size_t)FL_MAX_OUTPUTS * FL_BLOCK_FRAMES, sizeof(float));
   engine->window =
     (float*)calloc((size_t)FL_MAX_OUTPUTS * FL_INTERP_MAX_TAPS, sizeof(float));
-  engine->interp = fl_interp_new();
-  engine->speed  = 1.0;
+  engine->interp    = fl_interp_new();
+  engine->stretches = fl_bank_new(engine->slot_count);
+  engine->speed     = 1.0;
   if (!engine->commands || !engine->retirements || !engine->events ||
       !engine->voices || !engine->order || !engine->free_list ||
       !engine->starting || !engine->telemetry || !engine->slots ||
       !engine->active_slots || !engine->metered || !engine->scratch ||
-      !engine->seam || !engine->window || !engine->interp) {
+      !engine->seam || !engine->window || !engine->interp ||
+      !engine->stretches) {
     fl_engine_free(engine);
     return NULL;
   }
@@ -107,6 +109,7 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
   atomic_init(&engine->stolen_voices, 0U);
   atomic_init(&engine->retired_samples, 0U);
   atomic_init(&engine->dropped_events, 0U);
+  atomic_init(&engine->stretch_misses, 0U);
   atomic_init(&engine->transport_seq, 0U);
   atomic_init(&engine->published_bpm, 0U);
   atomic_init(&engine->published_beats, 0U);
@@ -151,6 +154,7 @@ fl_engine_free(FlEngine* engine)
              fl_ring_read_space(engine->retirements) > 0U);
   }
 
+  fl_bank_free(engine->stretches);
   fl_interp_free(engine->interp);
   free(engine->window);
   free(engine->seam);
@@ -399,6 +403,24 @@ fl_engine_publish(FlEngine* engine, uint32_t slot, FlSample* sample)
   }
 }
 
+void
+fl_engine_publish_stretch(FlEngine* engine, uint32_t slot, FlSample* sample)
+{
+  /* The RT thread takes a render from the bank for one block at a time and
+     keeps no reference, so once it has read this retirement (at the start
+     of a period) nothing uses the old render: it is handed back at once,
+     through the same ring as samples (this thread is its one producer). */
+  FlSample* const old = fl_bank_exchange(engine->stretches, slot, sample);
+  if (!old) {
+    return;
+  }
+  const Retirement retirement = { old, slot, 0U };
+  while (!fl_ring_write(engine->retirements, &retirement)) {
+    const struct timespec millisecond = { 0, 1000000L };
+    nanosleep(&millisecond, NULL);
+  }
+}
+
 FlSample*
 fl_engine_next_retired(FlEngine* engine)
 {
@@ -425,6 +447,8 @@ fl_engine_stats(const FlEngine* engine, FlEngineStats* stats)
     atomic_load_explicit(&engine->retired_samples, memory_order_relaxed);
   stats->dropped_events =
     atomic_load_explicit(&engine->dropped_events, memory_order_relaxed);
+  stats->stretch_misses =
+    atomic_load_explicit(&engine->stretch_misses, memory_order_relaxed);
 }
 
 void

@@ -57,7 +57,7 @@ emit(FlEngine* engine, const FlEvent* event)
 static FL_REALTIME void
 emit_slot_event(FlEngine* engine, uint32_t type, uint32_t slot)
 {
-  const FlEvent event = { type, slot, 0.0f, 0.0f, 0.0 };
+  const FlEvent event = { type, slot, 0.0f, 0.0f, 0.0, 0U, 0U };
   emit(engine, &event);
 }
 
@@ -900,11 +900,111 @@ kernel_window(FlEngine*             engine,
   return engine->window;
 }
 
+/* Interpolate up to `count` frames of `voice` into engine->seam, wrapping a
+   loop and stopping at the end of a one-shot (`*ended`). The step glides by
+   `glide` a frame. Returns the frames written. */
+static FL_REALTIME uint32_t
+interpolate(FlEngine*             engine,
+            Voice*                voice,
+            const FlInterpKernel* kernel,
+            uint32_t              count,
+            double                glide,
+            bool*                 ended)
+{
+  const uint32_t channels = voice->sample->channels;
+  uint32_t       rendered = 0U;
+  *ended                  = false;
+  while (rendered < count) {
+    const uint32_t boundary = voice->position < voice->region_end
+                                ? voice->region_end
+                                : voice->sample->frame_count;
+    if (voice->position >= boundary) {
+      if (!voice->looping) {
+        *ended = true;
+        break;
+      }
+      voice->position = voice->region_start + (voice->position - boundary);
+      voice->wrapped  = true;
+      continue;
+    }
+    const float* const window = kernel_window(
+      engine, voice, kernel, (int64_t)voice->position + kernel->first_tap);
+    fl_interp_frame(kernel,
+                    window,
+                    channels,
+                    voice->fraction,
+                    engine->seam + (size_t)rendered * channels);
+    const double next    = voice->fraction + voice->step;
+    const double advance = floor(next);
+    voice->position += (uint32_t)advance;
+    voice->fraction = next - advance;
+    voice->step += glide;
+    ++rendered;
+  }
+  return rendered;
+}
+
+/* Key lock: the render of the voice's region that the loader made with
+   Rubber Band, if there is one of this sample and region. `*exact` says
+   whether it is at the ratio wanted now; one at an older ratio still keeps
+   the pitch but for that small difference, and is counted as a miss. */
+static FL_REALTIME const FlSample*
+find_stretch(const FlEngine* engine,
+             const Voice*    voice,
+             double          ratio,
+             bool*           exact)
+{
+  const FlSample* const stretch = fl_bank_get(engine->stretches, voice->slot);
+  *exact                        = false;
+  if (!stretch || stretch->stretch_source != voice->sample->serial ||
+      stretch->stretch_start != voice->region_start ||
+      stretch->stretch_end != voice->region_end || stretch->frame_count == 0U) {
+    return NULL;
+  }
+  *exact = fabs(stretch->stretch_ratio / ratio - 1.0) < 1e-6;
+  return stretch;
+}
+
+/* A key-locked voice reads its render: the same place in the loop, scaled
+   to the render's length, at the same tempo. `view` is the voice as seen in
+   the render's frames. */
+static FL_REALTIME void
+enter_stretch(const Voice* voice, const FlSample* stretch, Voice* view)
+{
+  const double span  = (double)(voice->region_end - voice->region_start);
+  const double scale = (double)stretch->frame_count / span;
+  double       place =
+    ((double)voice->position + voice->fraction - (double)voice->region_start) *
+    scale;
+  place              = place > 0.0 ? place : 0.0;
+  *view              = *voice;
+  view->sample       = (FlSample*)stretch;
+  view->region_start = 0U;
+  view->region_end   = stretch->frame_count;
+  view->seam         = SEAM_NONE;
+  view->seam_frames  = 0U;
+  view->position     = (uint32_t)place;
+  view->fraction     = place - floor(place);
+  view->step         = voice->step * scale;
+}
+
+static FL_REALTIME void
+leave_stretch(Voice* voice, const Voice* view)
+{
+  const double span  = (double)(voice->region_end - voice->region_start);
+  const double scale = span / (double)view->region_end;
+  const double place = (double)voice->region_start +
+                       ((double)view->position + view->fraction) * scale;
+  voice->position = (uint32_t)place;
+  voice->fraction = place - floor(place);
+  voice->wrapped  = view->wrapped;
+}
+
 /* Render a voice at a rate other than 1 (or between frames) into
    `targets`: band-limited interpolation into engine->seam, then the gain
    and mix as any voice. The rate glides to its target over the block, so
    a change has no step; a BPM-locked voice is placed from the beats at the
-   block's start. */
+   block's start; a key-locked one reads its Rubber Band render. */
 static FL_REALTIME void
 render_varispeed(FlEngine*     engine,
                  Voice*        voice,
@@ -914,13 +1014,13 @@ render_varispeed(FlEngine*     engine,
                  float         right,
                  uint32_t*     handed_back)
 {
-  const FlSample* const sample   = voice->sample;
-  const uint32_t        channels = sample->channels;
-  uint32_t              offset   = voice->start_offset;
-  voice->start_offset            = 0U;
+  SlotState* const state    = &engine->slots[voice->slot];
+  const uint32_t   channels = voice->sample->channels;
+  uint32_t         offset   = voice->start_offset;
+  voice->start_offset       = 0U;
 
   bool         lock   = false;
-  const double target = target_step(engine, &engine->slots[voice->slot], &lock);
+  const double target = target_step(engine, state, &lock);
   if (lock && voice->state == VOICE_PLAYING) {
     if (!voice->locked) {
       lock_from_here(engine, voice, engine->block_frame + offset);
@@ -929,11 +1029,44 @@ render_varispeed(FlEngine*     engine,
     voice->step = target;
   }
   voice->locked = lock && voice->locked;
-  const double glide =
-    voice->locked ? 0.0
-                  : (target - voice->step) / (double)(block_frames - offset);
+  double glide  = voice->locked
+                    ? 0.0
+                    : (target - voice->step) / (double)(block_frames - offset);
+
+  /* Key lock: read the render (asking for one at this ratio if it is not
+     there yet), or play on as plain varispeed, counted. */
+  const FlSample* stretch = NULL;
+  if (state->params.keylock && target != 1.0) {
+    bool exact = false;
+    stretch    = find_stretch(engine, voice, target, &exact);
+    if (!exact) {
+      atomic_fetch_add_explicit(
+        &engine->stretch_misses, 1U, memory_order_relaxed);
+      if (state->stretch_wanted != target) {
+        state->stretch_wanted = target;
+        const FlEvent event   = { FL_EVENT_STRETCH_WANTED,
+                                  voice->slot,
+                                voice->looping ? 1.0f : 0.0f,
+                                  0.0f,
+                                  target,
+                                  voice->region_start,
+                                  voice->region_end };
+        emit(engine, &event);
+      }
+    }
+  }
+  Voice        view;
+  Voice* const reader = stretch ? &view : voice;
+  if (stretch) {
+    enter_stretch(voice, stretch, &view);
+    glide *= (double)stretch->frame_count /
+             (double)(voice->region_end - voice->region_start);
+  }
   const FlInterpKernel* const kernel = fl_interp_kernel(
-    engine->interp, voice->step > target ? voice->step : target);
+    engine->interp,
+    reader->step > reader->step + glide * (double)(block_frames - offset)
+      ? reader->step
+      : reader->step + glide * (double)(block_frames - offset));
 
   while (offset < block_frames) {
     uint32_t count   = block_frames - offset;
@@ -952,38 +1085,9 @@ render_varispeed(FlEngine*     engine,
       }
     }
 
-    /* Interpolate up to `count` frames, wrapping a loop, stopping at the
-       end of a one-shot. */
-    uint32_t rendered = 0U;
-    bool     ended    = false;
-    while (rendered < count) {
-      const uint32_t boundary = voice->position < voice->region_end
-                                  ? voice->region_end
-                                  : voice->sample->frame_count;
-      if (voice->position >= boundary) {
-        if (!voice->looping) {
-          ended = true;
-          break;
-        }
-        voice->position = voice->region_start + (voice->position - boundary);
-        voice->wrapped  = true;
-        continue;
-      }
-      const float* const window = kernel_window(
-        engine, voice, kernel, (int64_t)voice->position + kernel->first_tap);
-      fl_interp_frame(kernel,
-                      window,
-                      channels,
-                      voice->fraction,
-                      engine->seam + (size_t)rendered * channels);
-      const double next    = voice->fraction + voice->step;
-      const double advance = floor(next);
-      voice->position += (uint32_t)advance;
-      voice->fraction = next - advance;
-      voice->step += glide;
-      ++rendered;
-    }
-
+    bool           ended = false;
+    const uint32_t rendered =
+      interpolate(engine, reader, kernel, count, glide, &ended);
     if (left == 1.0f && right == 1.0f) {
       fl_mix_add(engine->seam,
                  channels,
@@ -1025,6 +1129,9 @@ render_varispeed(FlEngine*     engine,
         }
       }
     }
+  }
+  if (stretch) {
+    leave_stretch(voice, &view);
   }
   voice->step    = target;
   voice->ramp_at = 0U;
@@ -1296,7 +1403,9 @@ finish_block(FlEngine* engine, uint32_t block_frames, float* const* outputs)
                                engine->metered[i],
                                state->peak,
                                0.0f,
-                               state->position };
+                               state->position,
+                               0U,
+                               0U };
     emit(engine, &event);
     state->peak    = 0.0f;
     state->metered = false;
@@ -1306,7 +1415,9 @@ finish_block(FlEngine* engine, uint32_t block_frames, float* const* outputs)
                             0U,
                             engine->master_peak[0],
                             engine->master_peak[engine->output_count - 1U],
-                            0.0 };
+                            0.0,
+                            0U,
+                            0U };
   emit(engine, &master);
   engine->master_peak[0] = engine->master_peak[1] = 0.0f;
 }

@@ -150,7 +150,8 @@ typedef struct {
   float    step_right;
   uint32_t ramp_left;
 
-  uint32_t live; /* voices that started and have not ended */
+  uint32_t live;           /* voices that started and have not ended */
+  double   stretch_wanted; /* the ratio last asked a render for, 0: none */
 
   /* This block's voices (through Voice.next_in_slot), oldest first. */
   uint32_t first_voice;
@@ -170,6 +171,7 @@ struct FlEngineImpl {
   FlRing*    retirements; /* loader -> RT: Retirement */
   FlRing*    events;      /* RT -> reaper: FlSample* to free */
   FlRing*    telemetry;   /* RT -> telemetry thread: FlEvent */
+  FlBank*    stretches;   /* key-lock renders beside the slots (loader) */
   FlWakeFunc wake;
   void*      wake_data;
   uint32_t   output_count;
@@ -240,6 +242,7 @@ struct FlEngineImpl {
   atomic_ullong stolen_voices;    /* RT */
   atomic_ullong retired_samples;  /* RT */
   atomic_ullong dropped_events;   /* RT */
+  atomic_ullong stretch_misses;   /* RT */
   atomic_ullong dropped_commands; /* control thread */
 };
 

@@ -1,5 +1,7 @@
 #include <flitzi/sample.h>
 
+#include <stdatomic.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -49,6 +51,9 @@ allocate(uint32_t    frame_count,
     return NULL;
   }
 
+  static atomic_ullong serials;
+  sample->serial =
+    atomic_fetch_add_explicit(&serials, 1U, memory_order_relaxed) + 1U;
   sample->frame_count = frame_count;
   sample->channels    = channels;
   sample->sample_rate = sample_rate;

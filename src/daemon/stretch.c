@@ -1,0 +1,148 @@
+#include <flitzi/stretch.h>
+
+#include <rubberband/rubberband-c.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Audio of the loop on each side of a render, at most this long. */
+#define PAD_SECONDS 0.5
+
+/* Frames handed to Rubber Band at a time. */
+#define CHUNK 16384U
+
+/* Frame `index` of the input: the region with its pads, a loop's pads being
+   the loop itself. */
+static const float*
+input_frame(const FlSample* source,
+            uint32_t        start,
+            uint32_t        end,
+            uint32_t        pad,
+            bool            loop,
+            int64_t         index)
+{
+  static const float silence[2] = { 0.0f, 0.0f };
+  const int64_t      span       = (int64_t)end - start;
+  int64_t            frame      = (int64_t)start + index - (int64_t)pad;
+  if (loop) {
+    frame = (int64_t)start + ((frame - start) % span + span) % span;
+  } else if (frame < 0 || frame >= (int64_t)source->frame_count) {
+    return silence;
+  }
+  return source->frames + (size_t)frame * source->channels;
+}
+
+FlSample*
+fl_stretch_render(const FlSample* source,
+                  uint32_t        start,
+                  uint32_t        end,
+                  double          ratio,
+                  bool            loop,
+                  char*           reason,
+                  size_t          reason_size)
+{
+  if (end <= start || end > source->frame_count || !(ratio >= 0.25) ||
+      !(ratio <= 4.0)) {
+    snprintf(reason, reason_size, "no region to stretch");
+    return NULL;
+  }
+  const uint32_t channels = source->channels;
+  const uint32_t span     = end - start;
+  const uint32_t most     = (uint32_t)(PAD_SECONDS * source->sample_rate);
+  const uint32_t pad      = loop ? (span < most ? span : most) : 0U;
+  const uint32_t total    = span + 2U * pad;
+  const uint32_t frames   = (uint32_t)llround((double)span / ratio);
+  const uint32_t skip     = (uint32_t)llround((double)pad / ratio);
+
+  /* Time ratio in Rubber Band's sense: output duration over input. */
+  RubberBandState stretcher = rubberband_new(source->sample_rate,
+                                             channels,
+                                             RubberBandOptionProcessOffline |
+                                               RubberBandOptionEngineFiner |
+                                               RubberBandOptionPitchHighQuality,
+                                             1.0 / ratio,
+                                             1.0);
+  FlSample* const render    = fl_sample_new_unfilled(frames ? frames : 1U,
+                                                  channels,
+                                                  source->sample_rate,
+                                                  source->source_rate,
+                                                  source->path);
+  float* const input[2]  = { (float*)malloc(CHUNK * sizeof(float)),
+                             (float*)malloc(CHUNK * sizeof(float)) };
+  float* const output[2] = { (float*)malloc(CHUNK * sizeof(float)),
+                             (float*)malloc(CHUNK * sizeof(float)) };
+  if (!stretcher || !render || !input[0] || !input[1] || !output[0] ||
+      !output[1]) {
+    snprintf(reason, reason_size, "out of memory");
+    if (stretcher) {
+      rubberband_delete(stretcher);
+    }
+    fl_sample_free(render);
+    free(input[0]);
+    free(input[1]);
+    free(output[0]);
+    free(output[1]);
+    return NULL;
+  }
+  rubberband_set_expected_input_duration(stretcher, total);
+  rubberband_set_max_process_size(stretcher, CHUNK);
+
+  /* Two passes over the input: study, then process. */
+  uint64_t kept = 0U; /* output frames taken (after `skip`) */
+  uint64_t seen = 0U; /* output frames retrieved */
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint32_t done = 0U; done < total;) {
+      const uint32_t count = total - done < CHUNK ? total - done : CHUNK;
+      for (uint32_t i = 0U; i < count; ++i) {
+        const float* const frame =
+          input_frame(source, start, end, pad, loop, (int64_t)done + i);
+        input[0][i] = frame[0];
+        input[1][i] = frame[channels - 1U];
+      }
+      done += count;
+      const int last = done == total;
+      if (pass == 0) {
+        rubberband_study(stretcher, (const float* const*)input, count, last);
+        continue;
+      }
+      rubberband_process(stretcher, (const float* const*)input, count, last);
+      for (int available = rubberband_available(stretcher); available > 0;
+           available     = rubberband_available(stretcher)) {
+        const unsigned got = rubberband_retrieve(
+          stretcher,
+          output,
+          available < (int)CHUNK ? (unsigned)available : CHUNK);
+        for (unsigned i = 0U; i < got; ++i, ++seen) {
+          if (seen < skip || kept >= frames) {
+            continue;
+          }
+          float* const to = render->frames + (size_t)kept * channels;
+          for (uint32_t c = 0U; c < channels; ++c) {
+            to[c] = output[c][i];
+          }
+          ++kept;
+        }
+      }
+    }
+  }
+  rubberband_delete(stretcher);
+  free(input[0]);
+  free(input[1]);
+  free(output[0]);
+  free(output[1]);
+
+  /* Rubber Band's offline output is its input's length over the ratio, give
+     or take a frame at the end: fill what it did not give with silence. */
+  if (kept < frames) {
+    memset(render->frames + (size_t)kept * channels,
+           0,
+           (size_t)(frames - kept) * channels * sizeof(float));
+  }
+  render->stretch_ratio  = ratio;
+  render->stretch_source = source->serial;
+  render->stretch_start  = start;
+  render->stretch_end    = end;
+  return render;
+}
