@@ -2,22 +2,34 @@
 """Check flitzid against osc-schema/flitzi-osc.json, in both directions.
 
 1. `flitzid --list-osc` must list exactly the schema's addresses, each with
-   exactly the schema's type-tag strings.
+   exactly the schema's forms (form letters X, * and (...)+ included).
 2. A flitzid of this test's own (on a dummy jackd of its own) must answer
-   - every type-tag string the schema does not list for an address with
+   - every type-tag string that none of an address's forms matches with
      /fail ,ss ADDRESS "bad arguments: expected ...", built from the schema;
-   - every listed form with the schema's reply (path and type tags, fixed
-     values), or with nothing before a following /pong if the schema says
-     there is no reply;
-   - out-of-range, empty-slot and velocity errors with the schema's error
-     reply and a reason that matches one of the schema's patterns;
+   - every listed form (each number type a form letter X stands for) with
+     the schema's reply (path and type tags, fixed values), or with nothing
+     before a following /pong if the schema says there is no reply;
+   - out-of-range, empty-slot, velocity and value errors with the schema's
+     error reply and a reason that matches one of the schema's patterns;
    - an unknown address with the schema's generic /fail.
+3. The slot settings: /slot/get reports exactly the schema's keys, in its
+   order, in their reply types, with their defaults; every key takes its
+   range's ends and its number types and refuses values outside, wrong
+   types and unknown keys with reasons that match the schema; /slot/set is
+   all or nothing; /load keeps the settings, /unload and /slot/reset drop
+   them.
+4. Telemetry: /notify clients get /event/started and /event/stopped (a
+   timetag honoured for the addresses that say so); /meters sends bundles
+   of the schema's /meter/master and /meter/slot until /meters 0.
 
 Environment: FLITZID (path of the daemon). Output: TAP. Exit 77 skips (no
 jackd on this machine).
 """
 
+import importlib.machinery
+import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -33,12 +45,47 @@ from flitzid_fixture import (Daemon, OscClient, Tap, encode_bundle,  # noqa: E40
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA = os.path.join(ROOT, "osc-schema", "flitzi-osc.json")
 SLOTS = 8
+EMPTY = SLOTS - 1  # Never loaded by this test
+VOICES = 12  # --voices, the top of the voices key
+TONE_SECONDS = 3.0  # Long enough for the examples' regions and seeks
+
+
+def load_generator():
+    """scripts/gen-osc-doc, for its reading of the form letters: one
+    implementation of the notation for the page and for this test."""
+    path = os.path.join(ROOT, "scripts", "gen-osc-doc")
+    loader = importlib.machinery.SourceFileLoader("gen_osc_doc", path)
+    spec = importlib.util.spec_from_loader("gen_osc_doc", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+matches_form = load_generator().matches_form
 
 # Type-tag strings sent to find out whether an address refuses them. Each
 # address is probed with those it does not accept. "fs" and "fi" are
 # numerical look-alikes of accepted forms: the API converts no types.
-PROBES = ["", "i", "f", "s", "ii", "if", "is", "fi", "fs", "ss", "si",
-          "iii", "isi", "iis"]
+PROBES = ["", "i", "f", "d", "s", "ii", "if", "id", "is", "fi", "fs", "ss",
+          "si", "iii", "isi", "iis", "isf", "sif"]
+
+
+# Refused values of addresses without a slot id to check, or beyond it:
+# (types, args, the exact reason), which must also match a schema pattern.
+VALUE_ERRORS = {
+    "/seek": [("if", [0, 3.5], "position 3.5 s is not in the sample "
+               "(0 to 3 s)"),
+              ("id", [0, -0.5], "position -0.5 s is not in the sample "
+               "(0 to 3 s)")],
+    "/master/gain": [("f", [13.0], "gain must be a number from -60 to 12 dB "
+                      "(got 13)"),
+                     ("i", [-61], "gain must be a number from -60 to 12 dB "
+                      "(got -61)"),
+                     ("f", [float("nan")], "gain must be a number from -60 to "
+                      "12 dB (got nan)")],
+    "/meters": [("i", [61], "rate 61 is not in 0..60 (0 turns meters off)"),
+                ("i", [-1], "rate -1 is not in 0..60 (0 turns meters off)")],
+}
 
 
 def comma(types):
@@ -69,8 +116,16 @@ def describe(message):
     return f"{path} ,{types} " + " ".join(repr(a) for a in args)
 
 
+def accepts(address, types):
+    return any(matches_form(form, types) for form in address["typetags"])
+
+
+def is_concrete(form):
+    return not any(letter in form for letter in "X*(")
+
+
 def sample_args(types, wav_path, slot=0):
-    """Arguments of valid types (and values) for a form."""
+    """Arguments of valid types (and values) for a concrete form."""
     values = {"i": slot, "f": 0.5, "s": wav_path}
     args = []
     for index, tag in enumerate(types):
@@ -79,8 +134,46 @@ def sample_args(types, wav_path, slot=0):
     return args
 
 
+def tag_of(value):
+    if isinstance(value, int):
+        return "i"
+    return "f" if isinstance(value, float) else "s"
+
+
+def number_variants(types, args):
+    """The same request with each number sent as f, d and (when whole) i."""
+    variants = [(types, args)]
+    for tag in "di":
+        if tag == "i" and not all(float(a).is_integer()
+                                  for t, a in zip(types, args) if t == "f"):
+            continue
+        variants.append(("".join(tag if t == "f" else t for t in types),
+                         [(int(a) if tag == "i" else a) if t == "f" else a
+                          for t, a in zip(types, args)]))
+    return variants
+
+
+def requests_for(address, form, wav_path, slot=0):
+    """Valid (types, args) for a form: sample arguments for a concrete form,
+    else the schema's examples that match it, with the id set to `slot` and
+    every number type an X stands for."""
+    if is_concrete(form):
+        return [(form, sample_args(form, wav_path, slot))]
+    found = []
+    for example in address["examples"]:
+        types = "".join(tag_of(v) for v in example["args"])
+        if not matches_form(form, types):
+            continue
+        args = list(example["args"])
+        if address["arguments"] and address["arguments"][0]["name"] == "id":
+            args[0] = slot
+        found.extend(number_variants(types, args) if "X" in form
+                     else [(types, args)])
+    return found
+
+
 def probe_args(types):
-    return [{"i": 0, "f": 0.5, "s": "x"}[t] for t in types]
+    return [{"i": 0, "f": 0.5, "d": 0.5, "s": "x"}[t] for t in types]
 
 
 def check_list_osc(tap, schema, flitzid):
@@ -196,6 +289,310 @@ def check_notify(tap, schema, daemon, wav_path):
         other.close()
 
 
+def choices_text(choices):
+    """"a, b or c", as flitzid names an enum's values."""
+    return (", ".join(choices[:-1]) + " or " + choices[-1]
+            if len(choices) > 1 else choices[0])
+
+
+def close_to(got, want):
+    return isinstance(got, float) and math.isclose(got, want, rel_tol=1e-6,
+                                                   abs_tol=1e-6)
+
+
+def check_settings(tap, schema, daemon, wav_path):
+    """The key table both ways: /slot/get against the schema's keys, and
+    every key's range, types and reasons against /slot/set."""
+    settings = schema["slot_settings"]
+    keys = settings["keys"]
+    by_path = {a["path"]: a for a in schema["addresses"]}
+    set_address = by_path[settings["set_address"]]
+    get_address = by_path[settings["get_address"]]
+    set_path = set_address["path"]
+    reasons = set_address["errors"][0]["reasons"]
+    client = OscClient(daemon.port)
+
+    def get(slot):
+        client.send(get_address["path"], "i", [slot])
+        reply = client.wait_for(lambda m: m[0] != "/pong", 3.0)
+        if reply is None or reply[0] != get_address["reply"]["path"]:
+            return None
+        values = reply[2][1:]
+        return dict(zip(values[0::2], values[1::2]))
+
+    def refused(slot, types, args, what, want=None, key=None):
+        """A /slot/set that must fail; `want` is the exact reason, `key` a
+        name the reason must start with. Returns the reason."""
+        client.send(set_path, types, [slot] + list(args))
+        reply = client.wait_for(lambda m: m[0] != "/pong", 3.0)
+        if not check_reply(tap, what, reply, set_address["errors"][0]):
+            return None
+        reason = reply[2][-1]
+        tap.ok(matches_any(reason, reasons)
+               and (want is None or reason == want)
+               and (key is None or reason.startswith(key + " ")),
+               f"{what}: reason " + (repr(want) if want else "names the key "
+                                     "and matches the schema"),
+               f"got {reason!r}" + ("" if matches_any(reason, reasons)
+                                    else ", which matches no pattern"))
+        return reason
+
+    def accepted(slot, types, args, what):
+        client.send(set_path, types, [slot] + list(args))
+        before = client.until_pong()
+        return tap.ok(before == [], f"{what} is accepted",
+                      "got " + ("no /pong" if before is None
+                                else "; ".join(map(describe, before))))
+
+    try:
+        # Both ways: the daemon's keys, order, reply types and defaults.
+        client.send("/slot/reset", "i", [EMPTY])
+        client.send(get_address["path"], "i", [EMPTY])
+        reply = client.wait_for(lambda m: m[0] != "/pong", 3.0)
+        check_reply(tap, f"{get_address['path']} {EMPTY}", reply,
+                    get_address["reply"])
+        daemon_keys = [] if reply is None else reply[2][1::2]
+        daemon_tags = "" if reply is None else reply[1][2::2]
+        schema_keys = [k["name"] for k in keys]
+        for name in daemon_keys:
+            tap.ok(name in schema_keys, f"the schema has the key {name}",
+                   f"{name} is in flitzid's /slot/get but not in the schema")
+        for name in schema_keys:
+            tap.ok(name in daemon_keys, f"/slot/get reports the key {name}",
+                   f"{name} is in the schema but not in flitzid's /slot/get")
+        tap.equal(list(zip(daemon_keys, daemon_tags)),
+                  [(k["name"], k["reply_type"]) for k in keys],
+                  "/slot/get: the keys in the schema's order and reply types")
+        values = get(EMPTY) or {}
+        for key in keys:
+            got = values.get(key["name"])
+            want = key["default"]
+            tap.ok(got == want if isinstance(want, (str, int))
+                   and key["reply_type"] != "f" else close_to(got, want),
+                   f"{key['name']} defaults to {want!r}", f"got {got!r}")
+
+        for key in keys:
+            name = key["name"]
+            client.send("/slot/reset", "i", [EMPTY])
+            if key["type"] == "s":
+                for choice in key["choices"]:
+                    if accepted(EMPTY, "iss", [name, choice],
+                                f"{name} {choice}"):
+                        tap.equal((get(EMPTY) or {}).get(name), choice,
+                                  f"/slot/get reports {name} {choice}")
+                listed = choices_text(key["choices"])
+                refused(EMPTY, "iss", [name, "nonsense"], f"{name} nonsense",
+                        f"{name} must be {listed} (got 'nonsense')")
+                refused(EMPTY, "isf", [name, 1.0], f"{name} 1.0 (a float)",
+                        f"{name} takes a string: {listed}")
+                continue
+
+            low = key["min"]
+            high = VOICES if key["max"] == "--voices" else key["max"]
+            tags = ["i"] if key["type"] == "i" else ["f", "d", "i"]
+            for value in (low, high):
+                for tag in tags:
+                    sent = int(value) if tag == "i" else float(value)
+                    client.send("/slot/reset", "i", [EMPTY])
+                    if accepted(EMPTY, "is" + tag, [name, sent],
+                                f"{name} {sent} ({comma(tag)})"):
+                        got = (get(EMPTY) or {}).get(name)
+                        tap.ok(got == value if key["reply_type"] == "i"
+                               else close_to(got, value),
+                               f"/slot/get reports {name} {sent}",
+                               f"got {got!r}")
+            below = low / 2 if key.get("zero") else low - 1
+            for value in (below, high + 1):
+                sent = int(value) if key["type"] == "i" else float(value)
+                tag = "i" if key["type"] == "i" else "f"
+                reason = refused(EMPTY, "is" + tag, [name, sent],
+                                 f"{name} {sent}", key=name)
+                tap.ok(reason is not None
+                       and f"from {low:g} to {high:g}" in reason,
+                       f"{name} {sent}: the reason names the range "
+                       f"{low:g} to {high:g}", f"got {reason!r}")
+            if key["type"] == "i":
+                refused(EMPTY, "isf", [name, 1.0], f"{name} 1.0 (a float)",
+                        f"{name} takes a whole number (int32)")
+            else:
+                refused(EMPTY, "isf", [name, float("nan")], f"{name} nan",
+                        key=name)
+                refused(EMPTY, "iss", [name, "x"], f"{name} 'x' (a string)",
+                        f"{name} takes a number (float, double or int)")
+
+        # Keys and pairs.
+        refused(0, "isf", ["bogus", 1.0], "a bad key", "unknown key 'bogus'")
+        refused(0, "is", ["gain"], "a key without a value",
+                "key 'gain' has no value")
+        refused(0, "ii", [1], "a number where a key goes",
+                "argument 2 must be a key (a string)")
+        refused(0, "i" + "si" * 33, ["group", 1] * 33, "33 pairs",
+                "too many settings: 33 pairs (at most 32)")
+
+        # The region against the loaded sample (slot 0).
+        if not ensure_loaded(client, wav_path):
+            tap.ok(False, "slot 0 could be loaded", daemon.logs())
+        length = f"{TONE_SECONDS:g}"
+        client.send("/slot/reset", "i", [0])
+        refused(0, "isf", ["start", TONE_SECONDS + 0.5], "start past the end",
+                f"start ({TONE_SECONDS + 0.5:g} s) must be before the end of "
+                f"the sample ({length} s)")
+        refused(0, "isf", ["end", TONE_SECONDS + 0.5], "end past the end",
+                f"end ({TONE_SECONDS + 0.5:g} s) is beyond the end of the "
+                f"sample ({length} s)")
+        refused(0, "isfsf", ["start", 2.0, "end", 1.0], "start after end",
+                "start (2 s) must be before end (1 s)")
+
+        # All or nothing.
+        accepted(0, "isf", ["gain", -6.0], "gain -6")
+        refused(0, "isfsf", ["gain", -3.0, "pan", 5.0], "gain -3 with pan 5",
+                key="pan")
+        tap.ok(close_to((get(0) or {}).get("gain"), -6.0),
+               "a refused /slot/set changes nothing", repr(get(0)))
+
+        # /load keeps the settings, /slot/reset and /unload drop them.
+        slot = 2
+        defaults = {k["name"]: k["default"] for k in keys}
+        accepted(slot, "isfsi", ["gain", -6.0, "group", 3], "gain -6 group 3")
+        client.send("/load", "is", [slot, wav_path])
+        client.wait_for(lambda m: m[0] in ("/done", "/fail"), 10.0)
+        got = get(slot) or {}
+        tap.ok(close_to(got.get("gain"), -6.0) and got.get("group") == 3,
+               "/load keeps the slot's settings", repr(got))
+        client.send("/slot/reset", "i", [slot])
+        tap.equal(get(slot), defaults, "/slot/reset restores the defaults")
+        accepted(slot, "isf", ["gain", -6.0], "gain -6")
+        client.send("/unload", "i", [slot])
+        client.wait_for(lambda m: m[0] in ("/done", "/fail"), 10.0)
+        tap.equal(get(slot), defaults, "/unload restores the defaults")
+    finally:
+        client.close()
+
+
+def check_events(tap, schema, daemon, short_path):
+    """/event/started and /event/stopped reach a /notify client; a future
+    timetag delays the start for the addresses that honour it."""
+    events = {e["path"]: e for e in schema["events"]}
+    started, stopped = events["/event/started"], events["/event/stopped"]
+    watcher = OscClient(daemon.port)
+    slot = 3
+
+    def event(path, timeout_s):
+        return watcher.wait_for(lambda m: m[0] == path, timeout_s)
+
+    try:
+        watcher.request("/notify", "i", [1])
+        watcher.send("/load", "is", [slot, short_path])
+        watcher.wait_for(lambda m: m[0] in ("/done", "/fail"), 10.0)
+
+        watcher.send("/play", "if", [slot, 0.5])
+        message = event(started["path"], 2.0)
+        if check_reply(tap, "a /play", message, started):
+            tap.equal(message[2], [slot], f"{started['path']} names slot "
+                      f"{slot}")
+        message = event(stopped["path"], 2.0)
+        if check_reply(tap, "a oneshot that reached its end", message,
+                       stopped):
+            tap.equal(message[2], [slot], f"{stopped['path']} names slot "
+                      f"{slot}")
+
+        # Paused is not stopped; /stop is.
+        watcher.send("/slot/set", "iss", [slot, "mode", "loop"])
+        watcher.send("/play", "if", [slot, 0.5])
+        event(started["path"], 2.0)
+        watcher.send("/pause", "i", [slot])
+        late = event(stopped["path"], 0.3)
+        tap.ok(late is None, "a paused slot sends no /event/stopped",
+               describe(late))
+        watcher.send("/resume", "i", [slot])
+        watcher.send("/stop", "i", [slot])
+        tap.ok(event(stopped["path"], 1.0) is not None,
+               "a stopped loop sends /event/stopped")
+        watcher.send("/slot/reset", "i", [slot])
+
+        for address in schema["addresses"]:
+            if address["bundle"]["timing"] != "honoured" or not (
+                    address["arguments"]
+                    and address["arguments"][0]["name"] == "id"):
+                continue
+            path = address["path"]
+            types = address["typetags"][0]
+            ahead_s = 0.5
+            message = encode_message(path, types,
+                                     sample_args(types, short_path, slot))
+            sent = time.monotonic()
+            watcher.send_raw(encode_bundle(timetag(time.time() + ahead_s),
+                                           [message]))
+            got = event(started["path"], 3.0)
+            took = time.monotonic() - sent
+            tap.ok(got is not None and took >= ahead_s - 0.05,
+                   f"{path} in a bundle {ahead_s} s ahead starts then",
+                   "no /event/started" if got is None
+                   else f"it started after {took:.3f} s")
+            event(stopped["path"], 2.0)
+        watcher.request("/notify", "i", [0])
+    finally:
+        watcher.close()
+
+
+def check_meters(tap, schema, daemon, wav_path):
+    """/meters hz: the /done, hz bundles a second of the schema's messages
+    while a slot sounds, and none after /meters 0."""
+    address = {a["path"]: a for a in schema["addresses"]}["/meters"]
+    shapes = {m["path"]: m for m in schema["meters"]["messages"]}
+    master, slot_meter = schema["meters"]["messages"][0], shapes["/meter/slot"]
+    client = OscClient(daemon.port)
+    hz, listen_s = 20, 1.0
+    try:
+        if not ensure_loaded(client, wav_path):
+            tap.ok(False, "slot 0 could be loaded", daemon.logs())
+        client.send("/meters", "i", [hz])
+        reply = client.wait_for(lambda m: m[0] not in shapes, 3.0)
+        if check_reply(tap, f"/meters {hz}", reply, address["reply"]):
+            tap.equal(reply[2], ["/meters", hz], f"/meters {hz}: the rate")
+        client.send("/play", "if", [0, 0.5])
+        got = []
+        deadline = time.monotonic() + listen_s
+        while time.monotonic() < deadline:
+            message = client.receive(deadline - time.monotonic())
+            if message is not None:
+                got.append(message)
+        client.send("/stop", "i", [0])
+
+        masters = [m for m in got if m[0] == master["path"]]
+        slots = [m for m in got if m[0] == slot_meter["path"]]
+        tap.ok(hz * listen_s / 2 <= len(masters) <= hz * listen_s * 1.5,
+               f"about {hz * listen_s:g} {master['path']} in {listen_s:g} s",
+               f"got {len(masters)}")
+        tap.ok(all(m[1] == master["typetags"] for m in masters)
+               and all(m[1] == slot_meter["typetags"] for m in slots),
+               f"{master['path']} {comma(master['typetags'])} and "
+               f"{slot_meter['path']} {comma(slot_meter['typetags'])}",
+               "\n".join(map(describe, got[:6])))
+        tap.ok([m for m in got if m[0] not in shapes] == [],
+               "nothing but meters arrives", "\n".join(
+                   describe(m) for m in got if m[0] not in shapes))
+        tap.ok(any(m[2][0] == 0 and 0.0 < m[2][1] <= 1.0
+                   and 0.0 <= m[2][2] < TONE_SECONDS for m in slots),
+               f"{slot_meter['path']} reports slot 0 sounding: a peak in "
+               "(0, 1] and a position in the sample",
+               "\n".join(map(describe, slots[:4])) or "no /meter/slot")
+        tap.ok(got[:1] and got[0][0] == master["path"],
+               f"a bundle starts with {master['path']}",
+               describe(got[0] if got else None))
+
+        client.send("/meters", "i", [0])
+        reply = client.wait_for(lambda m: m[0] not in shapes, 3.0)
+        check_reply(tap, "/meters 0", reply, address["reply"])
+        client.receive(0.1)
+        client.pending.clear()
+        stray = client.receive(0.3)
+        tap.ok(stray is None, "after /meters 0 no more meters arrive",
+               describe(stray))
+    finally:
+        client.close()
+
+
 def check_daemon(tap, schema, daemon, wav_path):
     client = OscClient(daemon.port)
     addresses = schema["addresses"]
@@ -212,7 +609,7 @@ def check_daemon(tap, schema, daemon, wav_path):
 
             # Wrong type tags.
             for types in PROBES:
-                if types in address["typetags"]:
+                if accepts(address, types):
                     continue
                 what = f"{path} {comma(types)}"
                 client.send(path, types, probe_args(types))
@@ -228,12 +625,20 @@ def check_daemon(tap, schema, daemon, wav_path):
                     return
 
             # Valid forms.
-            for types in address["typetags"]:
+            requests = []
+            for form in address["typetags"]:
+                found = requests_for(address, form, wav_path)
+                if not is_concrete(form):
+                    tap.ok(found, f"{path} {comma(form)}: the schema has an "
+                           "example to send", "no example matches the form")
+                requests += [(form, types, args) for types, args in found]
+            for form, types, args in requests:
                 if path != "/load" and not ensure_loaded(client, wav_path):
                     tap.ok(False, "slot 0 could be loaded for the next check",
                            daemon.logs())
                 what = f"{path} {comma(types)}"
-                args = sample_args(types, wav_path)
+                if not is_concrete(form):
+                    what += " " + " ".join(map(str, args))
                 spec = address["reply"]
                 if spec is None:
                     client.send(path, types, args)
@@ -254,22 +659,24 @@ def check_daemon(tap, schema, daemon, wav_path):
 
             # Error replies, for addresses that have a slot id.
             if address["arguments"] and address["arguments"][0]["name"] == "id":
-                for types in address["typetags"]:
-                    if not types:
+                for form in address["typetags"]:
+                    if not form:
                         continue
                     for slot in (SLOTS, -1):
-                        args = sample_args(types, wav_path, slot)
-                        check_error(tap, client, address, types, args,
-                                    f"slot {slot} is out of range "
-                                    f"(0..{SLOTS - 1})")
+                        for types, args in requests_for(
+                                address, form, wav_path, slot)[:1]:
+                            check_error(tap, client, address, types, args,
+                                        f"slot {slot} is out of range "
+                                        f"(0..{SLOTS - 1})")
             reasons = [r for e in address["errors"] for r in e["reasons"]]
-            empty = SLOTS - 1  # Never loaded by this test
             if "slot {id} is empty" in reasons:
-                types = address["typetags"][0]
-                check_error(tap, client, address, types,
-                            sample_args(types, wav_path, empty),
-                            f"slot {empty} is empty")
-            if path == "/play":
+                for types, args in requests_for(
+                        address, address["typetags"][0], wav_path, EMPTY)[:1]:
+                    check_error(tap, client, address, types, args,
+                                f"slot {EMPTY} is empty")
+            for types, args, reason in VALUE_ERRORS.get(path, []):
+                check_error(tap, client, address, types, args, reason)
+            if "velocity {velocity} is not in [0, 1]" in reasons:
                 for velocity, reason in (
                         (1.5, "velocity 1.5 is not in [0, 1]"),
                         (-0.25, "velocity -0.25 is not in [0, 1]"),
@@ -345,11 +752,17 @@ def main():
         tap.note("no jackd: skipping the checks against a running flitzid")
         return tap.finish()
 
-    with Daemon(flitzid, "schema", slots=SLOTS) as daemon:
+    with Daemon(flitzid, "schema", slots=SLOTS,
+                extra_args=["--voices", str(VOICES)]) as daemon:
         wav_path = os.path.join(daemon.workdir, "tone.wav")
-        write_wav(wav_path)
+        write_wav(wav_path, seconds=TONE_SECONDS)
+        short_path = os.path.join(daemon.workdir, "short.wav")
+        write_wav(short_path, seconds=0.2)
         try:
             check_notify(tap, schema, daemon, wav_path)
+            check_settings(tap, schema, daemon, wav_path)
+            check_events(tap, schema, daemon, short_path)
+            check_meters(tap, schema, daemon, wav_path)
             check_daemon(tap, schema, daemon, wav_path)
         finally:
             if tap.failures:
