@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define DEFAULT_QUEUE_LENGTH 256U
 
@@ -26,6 +27,19 @@ typedef struct {
   size_t        context_size;
   unsigned char context[FL_LOADER_CONTEXT_SIZE];
 } Request;
+
+/* Key-lock renders run side by side, one per core: a tempo change asks
+   for one per key-locked pad at once. */
+#define MAX_PARALLEL_STRETCHES 8U
+
+typedef struct {
+  const FlSample* sample;
+  Request         request;
+  FlSample*       render;
+  char            reason[128];
+  pthread_t       thread;
+  bool            started;
+} StretchJob;
 
 struct FlLoaderImpl {
   FlLoaderConfig config;
@@ -45,6 +59,10 @@ struct FlLoaderImpl {
   bool            stopping;
 
   bool warned_lock; /* loader thread only */
+
+  /* Key-lock renders: loader thread only. */
+  StretchJob jobs[MAX_PARALLEL_STRETCHES];
+  uint32_t   parallel; /* at most this many at once: the cores */
 };
 
 static FlStatus
@@ -142,37 +160,71 @@ run_load(FlLoader*      loader,
   fl_engine_publish_stretch(loader->config.engine, request->slot, NULL);
 }
 
-/* Key lock: render the slot's region at the ratio asked, unless the slot
-   holds another sample by now. This thread is the one that replaces
-   samples, so the one it reads stays alive while it renders. */
-static void
-run_stretch(FlLoader* loader, const Request* request)
+static void*
+stretch_main(void* data)
 {
-  const FlSample* const sample =
-    fl_bank_get(loader->config.bank, request->slot);
-  if (!sample || request->end > sample->frame_count) {
-    return;
+  StretchJob* const job = (StretchJob*)data;
+  job->render           = fl_stretch_render(job->sample,
+                                  job->request.start,
+                                  job->request.end,
+                                  job->request.ratio,
+                                  job->request.loop,
+                                  job->reason,
+                                  sizeof(job->reason));
+  return NULL;
+}
+
+/* Key lock: render the slots' regions at the ratios asked, in parallel, and
+   publish them from this thread (the one producer of the retire ring).
+   This thread is also the one that replaces samples, so the samples the
+   renders read stay alive until they are joined. */
+static void
+run_stretches(FlLoader* loader, StretchJob* jobs, uint32_t count)
+{
+  for (uint32_t i = 0U; i < count; ++i) {
+    StretchJob* const job = &jobs[i];
+    job->sample           = fl_bank_get(loader->config.bank, job->request.slot);
+    job->render           = NULL;
+    snprintf(job->reason, sizeof(job->reason), "the slot is empty");
+    if (!job->sample || job->request.end > job->sample->frame_count) {
+      job->sample = NULL;
+      continue;
+    }
+    job->started =
+      i > 0U && !pthread_create(&job->thread, NULL, stretch_main, job);
   }
-  char            reason[128];
-  FlSample* const render = fl_stretch_render(sample,
-                                             request->start,
-                                             request->end,
-                                             request->ratio,
-                                             request->loop,
-                                             reason,
-                                             sizeof(reason));
-  if (!render) {
-    fl_log(FL_LOG_WARNING,
-           "key lock: cannot render slot %u at ratio %g: %s",
-           request->slot,
-           request->ratio,
-           reason);
-    return;
+  if (jobs[0].sample) {
+    stretch_main(&jobs[0]);
   }
-  if (loader->config.lock_memory) {
-    mlock(render->frames, (size_t)fl_sample_bytes(render));
+  for (uint32_t i = 0U; i < count; ++i) {
+    StretchJob* const job = &jobs[i];
+    if (job->started) {
+      pthread_join(job->thread, NULL);
+      job->started = false;
+    } else if (i > 0U && job->sample) {
+      stretch_main(job); /* no thread: render it here */
+    }
+    if (!job->render) {
+      if (job->sample) {
+        fl_log(FL_LOG_WARNING,
+               "key lock: cannot render slot %u at ratio %g: %s",
+               job->request.slot,
+               job->request.ratio,
+               job->reason);
+      }
+      continue;
+    }
+    if (loader->config.lock_memory) {
+      mlock(job->render->frames, (size_t)fl_sample_bytes(job->render));
+    }
+    fl_log(FL_LOG_DEBUG,
+           "key lock: slot %u rendered at ratio %g, %u frames",
+           job->request.slot,
+           job->request.ratio,
+           job->render->frame_count);
+    fl_engine_publish_stretch(
+      loader->config.engine, job->request.slot, job->render);
   }
-  fl_engine_publish_stretch(loader->config.engine, request->slot, render);
 }
 
 /* Whether a later stretch request for the same slot is queued (lock held). */
@@ -218,20 +270,31 @@ loader_main(void* data)
       pthread_mutex_unlock(&loader->lock);
       break;
     }
+    if (loader->queue[loader->queue_head].type == FL_REQUEST_STRETCH) {
+      /* Take the stretch requests at the head of the queue, one per core,
+         skipping those a later request for the same slot replaces. */
+      uint32_t count = 0U;
+      while (loader->queue_count > 0U && count < loader->parallel &&
+             loader->queue[loader->queue_head].type == FL_REQUEST_STRETCH) {
+        const Request request = loader->queue[loader->queue_head];
+        loader->queue_head = (loader->queue_head + 1U) % loader->queue_length;
+        --loader->queue_count;
+        if (!superseded(loader, &request)) {
+          loader->jobs[count++].request = request;
+        }
+      }
+      pthread_mutex_unlock(&loader->lock);
+      if (count > 0U) {
+        run_stretches(loader, loader->jobs, count);
+      }
+      continue;
+    }
+
     const Request  request = loader->queue[loader->queue_head];
     const uint32_t rate    = loader->sample_rate;
     loader->queue_head     = (loader->queue_head + 1U) % loader->queue_length;
     --loader->queue_count;
-    const bool stale =
-      request.type == FL_REQUEST_STRETCH && superseded(loader, &request);
     pthread_mutex_unlock(&loader->lock);
-
-    if (request.type == FL_REQUEST_STRETCH) {
-      if (!stale) {
-        run_stretch(loader, &request);
-      }
-      continue;
-    }
 
     FlLoadResult* const result = (FlLoadResult*)calloc(1, sizeof(FlLoadResult));
     if (!result) {
@@ -271,6 +334,10 @@ fl_loader_new(const FlLoaderConfig* config)
     config->queue_length ? config->queue_length : DEFAULT_QUEUE_LENGTH;
   loader->sample_rate = config->decode.sample_rate;
   loader->queue       = (Request*)calloc(loader->queue_length, sizeof(Request));
+  const long cores    = sysconf(_SC_NPROCESSORS_ONLN);
+  loader->parallel    = cores < 1                        ? 1U
+                        : cores > MAX_PARALLEL_STRETCHES ? MAX_PARALLEL_STRETCHES
+                                                         : (uint32_t)cores;
   loader->sample_root =
     config->sample_root ? strdup(config->sample_root) : NULL;
   if (!loader->queue || (config->sample_root && !loader->sample_root)) {
