@@ -68,7 +68,9 @@ typedef struct {
   float    rate;          /**< Playback speed of the slot, 0.25..4 */
   float    bpm;           /**< The slot's own tempo for BPM lock, 0: none */
   uint32_t keylock;       /**< 1: a tempo ratio changes duration, not pitch */
-  uint32_t reserved2;     /**< No padding bytes */
+  float    eq_low;        /**< DJ isolator band gains, linear (1: 0 dB) */
+  float    eq_mid;
+  float    eq_high;
 } FlSlotParams;
 
 /** The settings of a slot nobody has touched: v1 playback. */
@@ -77,7 +79,10 @@ typedef struct {
                    .gain_left  = 1.0f,               \
                    .gain_right = 1.0f,               \
                    .quantize   = FL_QUANTIZE_GLOBAL, \
-                   .rate       = 1.0f })
+                   .rate       = 1.0f,               \
+                   .eq_low     = 1.0f,               \
+                   .eq_mid     = 1.0f,               \
+                   .eq_high    = 1.0f })
 
 /** What the RT thread tells the telemetry thread. */
 typedef enum {

@@ -13,7 +13,7 @@ static const char* const quantize_choices[] = { "global", "off", "1/64", "1/32",
                                                 "1/16",   "1/8", "1/4",  "1/2",
                                                 "1",      "2",   "4",    NULL };
 
-/* The order is /slot/get's. */
+/* The order is /slot/get's: the contract's table (OSC API v2, §1). */
 static const FlSettingInfo table[FL_KEY_COUNT] = {
   { "mode", FL_VALUE_ENUM, 0.0, 1.0, 0.0, "", mode_choices },
   { "start", FL_VALUE_NUMBER, 0.0, 86400.0, 0.0, "s", NULL },
@@ -21,12 +21,15 @@ static const FlSettingInfo table[FL_KEY_COUNT] = {
   { "xfade", FL_VALUE_NUMBER, 0.0, FL_MAX_XFADE_MS, 0.0, "ms", NULL },
   { "gain", FL_VALUE_NUMBER, -60.0, 12.0, 0.0, "dB", NULL },
   { "pan", FL_VALUE_NUMBER, -1.0, 1.0, 0.0, "", NULL },
-  { "voices", FL_VALUE_INTEGER, 0.0, FL_MAX_VOICES, 0.0, "", NULL },
-  { "group", FL_VALUE_INTEGER, 0.0, 64.0, 0.0, "", NULL },
-  { "quantize", FL_VALUE_ENUM, 0.0, 10.0, 0.0, "", quantize_choices },
   { "rate", FL_VALUE_NUMBER, 0.25, 4.0, 1.0, "", NULL },
   { "bpm", FL_VALUE_NUMBER, 20.0, 300.0, 0.0, "BPM", NULL },
   { "keylock", FL_VALUE_INTEGER, 0.0, 1.0, 0.0, "", NULL },
+  { "voices", FL_VALUE_INTEGER, 0.0, FL_MAX_VOICES, 0.0, "", NULL },
+  { "group", FL_VALUE_INTEGER, 0.0, 64.0, 0.0, "", NULL },
+  { "quantize", FL_VALUE_ENUM, 0.0, 10.0, 0.0, "", quantize_choices },
+  { "eq_low", FL_VALUE_NUMBER, -60.0, 6.0, 0.0, "dB", NULL },
+  { "eq_mid", FL_VALUE_NUMBER, -60.0, 6.0, 0.0, "dB", NULL },
+  { "eq_high", FL_VALUE_NUMBER, -60.0, 6.0, 0.0, "dB", NULL },
 };
 
 const FlSettingInfo*
@@ -186,9 +189,11 @@ fl_settings_params(const FlSlotSettings* settings)
   if (quantize >= 2) {
     fl_transport_parse_grid(quantize_choices[quantize], &params.quantize_grid);
   }
-  params.rate      = (float)value[FL_KEY_RATE];
-  params.bpm       = (float)value[FL_KEY_BPM];
-  params.keylock   = value[FL_KEY_KEYLOCK] > 0.5 ? 1U : 0U;
-  params.reserved2 = 0U;
+  params.rate    = (float)value[FL_KEY_RATE];
+  params.bpm     = (float)value[FL_KEY_BPM];
+  params.keylock = value[FL_KEY_KEYLOCK] > 0.5 ? 1U : 0U;
+  params.eq_low  = fl_settings_db_to_gain(value[FL_KEY_EQ_LOW]);
+  params.eq_mid  = fl_settings_db_to_gain(value[FL_KEY_EQ_MID]);
+  params.eq_high = fl_settings_db_to_gain(value[FL_KEY_EQ_HIGH]);
   return params;
 }

@@ -93,7 +93,8 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
     state->gain_left       = 1.0f;
     state->gain_right      = 1.0f;
     state->first_voice     = NO_VOICE;
-    state->last_voice      = NO_VOICE;
+    state->eq_gain[0] = state->eq_gain[1] = state->eq_gain[2] = 1.0f;
+    state->last_voice                                         = NO_VOICE;
   }
   engine->master_gain   = 1.0f;
   engine->master_target = 1.0f;
@@ -459,6 +460,9 @@ fl_engine_set_sample_rate(FlEngine* engine, uint32_t sample_rate)
   engine->pause_fade_frames = fade_frames(sample_rate, FL_PAUSE_FADE_MS);
   engine->gain_ramp_frames  = fade_frames(sample_rate, FL_GAIN_RAMP_MS);
   engine->sample_rate       = sample_rate;
+  engine->eq_ramp_frames    = fade_frames(sample_rate, FL_EQ_RAMP_MS);
+  fl_isolator_design(
+    &engine->isolator, sample_rate, FL_EQ_LOW_HZ, FL_EQ_HIGH_HZ);
   /* The clock keeps its place in beats at the new rate. */
   const double beats =
     fl_transport_beats_at(&engine->transport, engine->frame_now);

@@ -24,6 +24,10 @@
 #include <math.h>
 #include <string.h>
 
+static FL_REALTIME void    run_isolator(FlEngine*     engine,
+                                        SlotState*    state,
+                                        float* const* scratch,
+                                        uint32_t      block_frames);
 static FL_REALTIME int64_t offset_of_time(const FlPeriod* period,
                                           int64_t         usecs);
 static FL_REALTIME double  target_step(const FlEngine*  engine,
@@ -372,6 +376,38 @@ choose_line(const FlEngine* engine, Voice* voice, int64_t from)
   voice->wants_line = false;
 }
 
+/* The isolator follows the settings' band gains: engaged (wet 1) unless all
+   three are 0 dB. A sounding slot ramps there over FL_EQ_RAMP_MS, the dry
+   and filtered signals crossfading on the way in and out; a silent one
+   jumps. Coming in from the bypass, the bands start at their targets (they
+   were not heard). */
+static FL_REALTIME void
+set_isolator(const FlEngine* engine, SlotState* state)
+{
+  const float targets[3] = { state->params.eq_low,
+                             state->params.eq_mid,
+                             state->params.eq_high };
+  const float wet =
+    targets[0] != 1.0f || targets[1] != 1.0f || targets[2] != 1.0f ? 1.0f
+                                                                   : 0.0f;
+  const bool bypassed = state->eq_wet == 0.0f && state->eq_ramp_left == 0U;
+  if (state->live == 0U || (bypassed && wet == 0.0f)) {
+    for (int b = 0; b < 3; ++b) {
+      state->eq_gain[b] = targets[b];
+    }
+    state->eq_wet       = wet;
+    state->eq_ramp_left = 0U;
+    return;
+  }
+  const float frames = (float)engine->eq_ramp_frames;
+  for (int b = 0; b < 3; ++b) {
+    state->eq_gain[b] = bypassed ? targets[b] : state->eq_gain[b];
+    state->eq_step[b] = (targets[b] - state->eq_gain[b]) / frames;
+  }
+  state->eq_wet_step  = (wet - state->eq_wet) / frames;
+  state->eq_ramp_left = engine->eq_ramp_frames;
+}
+
 static FL_REALTIME void
 apply_settings(FlEngine* engine, uint32_t slot, const FlSlotParams* params)
 {
@@ -390,6 +426,7 @@ apply_settings(FlEngine* engine, uint32_t slot, const FlSlotParams* params)
     state->gain_right = params->gain_right;
     state->ramp_left  = 0U;
   }
+  set_isolator(engine, state);
 }
 
 static FL_REALTIME void
@@ -701,6 +738,10 @@ start_voices(FlEngine* engine, const FlPeriod* block, uint32_t* handed_back)
         : fl_transport_beats_at(&engine->transport,
                                 engine->block_frame + voice->start_offset);
     if (engine->slots[voice->slot].live++ == 0U) {
+      /* The slot was silent: its isolator starts from rest. */
+      for (uint32_t c = 0U; c < FL_MAX_OUTPUTS; ++c) {
+        fl_isolator_reset(&engine->slots[voice->slot].eq_state[c]);
+      }
       emit_slot_event(engine, FL_EVENT_STARTED, voice->slot);
     }
     choke_for(engine, voice, voice->start_offset, handed_back);
@@ -1296,6 +1337,7 @@ render_slot(FlEngine*     engine,
   }
   state->first_voice = NO_VOICE;
   state->last_voice  = NO_VOICE;
+  run_isolator(engine, state, scratch, block_frames);
 
   /* The stage's gains: a ramp to the settings' gains, then constant. */
   uint32_t done = 0U;
@@ -1441,7 +1483,64 @@ keep_or_free(FlEngine* engine, uint32_t index, uint32_t* kept)
 static FL_REALTIME bool
 is_direct(const FlEngine* engine, const SlotState* state)
 {
-  return state->ramp_left == 0U && engine->meter_interval == 0U;
+  return state->ramp_left == 0U && engine->meter_interval == 0U &&
+         state->eq_wet == 0.0f && state->eq_ramp_left == 0U;
+}
+
+/* The isolator on a slot's summed block, while engaged. */
+static FL_REALTIME void
+run_isolator(FlEngine*     engine,
+             SlotState*    state,
+             float* const* scratch,
+             uint32_t      block_frames)
+{
+  uint32_t done = 0U;
+  while (done < block_frames &&
+         (state->eq_wet > 0.0f || state->eq_ramp_left > 0U)) {
+    uint32_t        count = block_frames - done;
+    FlIsolatorGains gains = { state->eq_gain[0],
+                              state->eq_gain[1],
+                              state->eq_gain[2],
+                              state->eq_wet,
+                              0.0f,
+                              0.0f,
+                              0.0f,
+                              0.0f };
+    if (state->eq_ramp_left > 0U) {
+      count = count < state->eq_ramp_left ? count : state->eq_ramp_left;
+      gains.low_step  = state->eq_step[0];
+      gains.mid_step  = state->eq_step[1];
+      gains.high_step = state->eq_step[2];
+      gains.wet_step  = state->eq_wet_step;
+      gains.low += gains.low_step;
+      gains.mid += gains.mid_step;
+      gains.high += gains.high_step;
+      gains.wet += gains.wet_step;
+    }
+    for (uint32_t c = 0U; c < engine->output_count; ++c) {
+      fl_isolator_process(&engine->isolator,
+                          &state->eq_state[c],
+                          &gains,
+                          scratch[c] + done,
+                          count);
+    }
+    if (state->eq_ramp_left > 0U) {
+      state->eq_ramp_left -= count;
+      for (int b = 0; b < 3; ++b) {
+        state->eq_gain[b] += state->eq_step[b] * (float)count;
+      }
+      state->eq_wet += state->eq_wet_step * (float)count;
+      if (state->eq_ramp_left == 0U) {
+        state->eq_gain[0] = state->params.eq_low;
+        state->eq_gain[1] = state->params.eq_mid;
+        state->eq_gain[2] = state->params.eq_high;
+        state->eq_wet     = state->eq_wet_step > 0.0f   ? 1.0f
+                            : state->eq_wet_step < 0.0f ? 0.0f
+                                                        : state->eq_wet;
+      }
+    }
+    done += count;
+  }
 }
 
 static FL_REALTIME void

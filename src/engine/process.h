@@ -12,6 +12,7 @@
 #include <flitzi/bank.h>
 #include <flitzi/engine.h>
 #include <flitzi/interp.h>
+#include <flitzi/isolator.h>
 #include <flitzi/ring.h>
 #include <flitzi/sample.h>
 
@@ -153,6 +154,15 @@ typedef struct {
   uint32_t live;           /* voices that started and have not ended */
   double   stretch_wanted; /* the ratio last asked a render for, 0: none */
 
+  /* The DJ isolator: band gains and the wet share now, ramping to the
+     settings' over eq_ramp_left frames; engaged while wet > 0 or ramping. */
+  float           eq_gain[3];
+  float           eq_step[3];
+  float           eq_wet;
+  float           eq_wet_step;
+  uint32_t        eq_ramp_left;
+  FlIsolatorState eq_state[FL_MAX_OUTPUTS];
+
   /* This block's voices (through Voice.next_in_slot), oldest first. */
   uint32_t first_voice;
   uint32_t last_voice;
@@ -185,32 +195,34 @@ struct FlEngineImpl {
   uint32_t   gain_ramp_frames;
 
   /* RT thread only. */
-  Voice*     voices;
-  uint32_t*  order;       /* indices of used voices, oldest first */
-  uint32_t   order_count; /* used voices */
-  uint32_t*  free_list;   /* indices of free voices, a stack */
-  uint32_t   free_count;
-  uint32_t   sounding; /* pending, playing or paused voices */
-  uint32_t*  starting; /* this block's starting voices, by start offset */
-  SlotState* slots;
-  uint32_t*  active_slots; /* this block's slots with voices in a list */
-  uint32_t   active_count;
-  uint32_t*  metered; /* slots that sounded since the last snapshot */
-  uint32_t   metered_count;
-  float*     scratch; /* a slot's voices: FL_MAX_OUTPUTS blocks */
-  float*     seam;    /* a crossfaded or interpolated stretch of a voice */
-  float*     window;  /* source frames gathered for one kernel */
-  FlInterp*  interp;  /* varispeed kernels, read-only */
-  double     speed;   /* /speed */
-  bool       bpmlock; /* /bpmlock */
-  float      master_gain;
-  float      master_step;
-  float      master_target;
-  uint32_t   master_ramp_left;
-  uint32_t   meter_interval; /* frames between snapshots, 0: off */
-  int64_t    meter_due;      /* frames until the next snapshot */
-  float      master_peak[FL_MAX_OUTPUTS];
-  bool       wrote_telemetry; /* this period: wake the telemetry thread */
+  Voice*           voices;
+  uint32_t*        order;       /* indices of used voices, oldest first */
+  uint32_t         order_count; /* used voices */
+  uint32_t*        free_list;   /* indices of free voices, a stack */
+  uint32_t         free_count;
+  uint32_t         sounding; /* pending, playing or paused voices */
+  uint32_t*        starting; /* this block's starting voices, by start offset */
+  SlotState*       slots;
+  uint32_t*        active_slots; /* this block's slots with voices in a list */
+  uint32_t         active_count;
+  uint32_t*        metered; /* slots that sounded since the last snapshot */
+  uint32_t         metered_count;
+  float*           scratch; /* a slot's voices: FL_MAX_OUTPUTS blocks */
+  float*           seam;   /* a crossfaded or interpolated stretch of a voice */
+  float*           window; /* source frames gathered for one kernel */
+  FlInterp*        interp; /* varispeed kernels, read-only */
+  FlIsolatorDesign isolator; /* crossovers for the sample rate */
+  uint32_t         eq_ramp_frames;
+  double           speed;   /* /speed */
+  bool             bpmlock; /* /bpmlock */
+  float            master_gain;
+  float            master_step;
+  float            master_target;
+  uint32_t         master_ramp_left;
+  uint32_t         meter_interval; /* frames between snapshots, 0: off */
+  int64_t          meter_due;      /* frames until the next snapshot */
+  float            master_peak[FL_MAX_OUTPUTS];
+  bool             wrote_telemetry; /* this period: wake the telemetry thread */
 
   /* The musical clock. frame_now is the engine's frame count at the first
      frame of the period (JACK's frame time, unwrapped). */
