@@ -70,6 +70,10 @@ PROBES = ["", "i", "f", "d", "s", "ii", "if", "id", "is", "fi", "fs", "ss",
           "si", "iii", "isi", "iis", "isf", "sif"]
 
 
+# Valid values for arguments that the generic samples (0, 0.5, the WAV's
+# path) do not fit, by argument name.
+ARGUMENT_SAMPLES = {"beats_per_bar": 4, "grid": "off"}
+
 # Refused values of addresses without a slot id to check, or beyond it:
 # (types, args, the exact reason), which must also match a schema pattern.
 VALUE_ERRORS = {
@@ -85,6 +89,18 @@ VALUE_ERRORS = {
                       "12 dB (got nan)")],
     "/meters": [("i", [61], "rate 61 is not in 0..60 (0 turns meters off)"),
                 ("i", [-1], "rate -1 is not in 0..60 (0 turns meters off)")],
+    "/tempo": [("f", [19.5], "tempo must be a number from 20 to 300 BPM "
+                "(got 19.5)"),
+               ("i", [301], "tempo must be a number from 20 to 300 BPM "
+                "(got 301)")],
+    "/signature": [("i", [0], "beats per bar must be a whole number from 1 "
+                    "to 16 (got 0)"),
+                   ("i", [17], "beats per bar must be a whole number from 1 "
+                    "to 16 (got 17)")],
+    "/quantize": [("s", ["1/3"], "unknown grid '1/3' (off, 1/64, 1/32, 1/16, "
+                   "1/8, 1/4, 1/2, 1, 2 or 4)")],
+    "/speed": [("d", [2.5], "speed must be a number from 0.5 to 2 (got 2.5)")],
+    "/bpmlock": [("i", [2], "bpmlock must be 0 or 1")],
 }
 
 
@@ -134,6 +150,10 @@ def sample_args(types, wav_path, slot=0):
     return args
 
 
+def arguments_of(address, form):
+    return [a for a in address["arguments"] if a.get("form", form) == form]
+
+
 def tag_of(value):
     if isinstance(value, int):
         return "i"
@@ -158,7 +178,10 @@ def requests_for(address, form, wav_path, slot=0):
     else the schema's examples that match it, with the id set to `slot` and
     every number type an X stands for."""
     if is_concrete(form):
-        return [(form, sample_args(form, wav_path, slot))]
+        args = sample_args(form, wav_path, slot)
+        for i, argument in enumerate(arguments_of(address, form)):
+            args[i] = ARGUMENT_SAMPLES.get(argument["name"], args[i])
+        return [(form, args)]
     found = []
     for example in address["examples"]:
         types = "".join(tag_of(v) for v in example["args"])
@@ -392,6 +415,8 @@ def check_settings(tap, schema, daemon, wav_path):
             tags = ["i"] if key["type"] == "i" else ["f", "d", "i"]
             for value in (low, high):
                 for tag in tags:
+                    if tag == "i" and not float(value).is_integer():
+                        continue
                     sent = int(value) if tag == "i" else float(value)
                     client.send("/slot/reset", "i", [EMPTY])
                     if accepted(EMPTY, "is" + tag, [name, sent],
@@ -401,6 +426,9 @@ def check_settings(tap, schema, daemon, wav_path):
                                else close_to(got, value),
                                f"/slot/get reports {name} {sent}",
                                f"got {got!r}")
+            if key.get("zero"):
+                client.send("/slot/reset", "i", [EMPTY])
+                accepted(EMPTY, "isf", [name, 0.0], f"{name} 0 (none)")
             below = low / 2 if key.get("zero") else low - 1
             for value in (below, high + 1):
                 sent = int(value) if key["type"] == "i" else float(value)
@@ -533,6 +561,85 @@ def check_events(tap, schema, daemon, short_path):
         watcher.request("/notify", "i", [0])
     finally:
         watcher.close()
+
+
+def check_transport(tap, schema, daemon, short_path):
+    """The clock follows /tempo, /signature and /transport/downbeat (now and
+    at a timetag), and a quantized /play waits for its grid line."""
+    by_path = {a["path"]: a for a in schema["addresses"]}
+    if "/transport" not in by_path:
+        return
+    spec = by_path["/transport"]["reply"]
+    client = OscClient(daemon.port)
+    period_s = 0.05  # Several JACK periods: a change shows from the next one
+
+    def clock():
+        client.send("/transport")
+        reply = client.wait_for(lambda m: m[0] != "/pong", 3.0)
+        ok = reply is not None and reply[0] == spec["path"] \
+            and reply[1] == spec["typetags"]
+        return dict(zip([f["name"] for f in spec["fields"]], reply[2])) \
+            if ok else {}
+
+    def started_after(slot, timeout_s=3.0):
+        sent = time.monotonic()
+        client.send("/play", "if", [slot, 0.5])
+        got = client.wait_for(lambda m: m[0] == "/event/started", timeout_s)
+        took = time.monotonic() - sent
+        client.wait_for(lambda m: m[0] == "/event/stopped", timeout_s)
+        return None if got is None else took
+
+    try:
+        state = clock()
+        tap.equal((state.get("source"), state.get("rolling")),
+                  ("internal", 1), "/transport: the internal clock runs")
+        client.send("/tempo", "f", [150.0])
+        client.send("/signature", "i", [3])
+        time.sleep(period_s)
+        state = clock()
+        tap.equal((state.get("bpm"), state.get("beats_per_bar")), (150.0, 3),
+                  "/transport reports /tempo 150 and /signature 3")
+        client.send("/tempo", "i", [120])
+        client.send("/signature", "i", [4])
+
+        client.send("/transport/downbeat")
+        time.sleep(period_s)
+        beats = clock().get("beats", -1.0)
+        tap.ok(0.0 <= beats < 0.3, "/transport/downbeat starts beat 0",
+               f"beats {beats}")
+        client.send_raw(encode_bundle(timetag(time.time() + 0.5),
+                                      [encode_message("/transport/downbeat",
+                                                      "", [])]))
+        time.sleep(0.3)
+        before = clock().get("beats", -1.0)
+        time.sleep(0.35)
+        after = clock().get("beats", -1.0)
+        tap.ok(before > 0.5 and 0.0 <= after < 0.4,
+               "/transport/downbeat in a bundle 0.5 s ahead waits for it",
+               f"beats {before} after 0.3 s, {after} after 0.65 s")
+
+        # Quantized launches: at 120 BPM a 1/4 line comes every 0.5 s.
+        slot = 4
+        client.request("/notify", "i", [1])
+        client.send("/load", "is", [slot, short_path])
+        client.wait_for(lambda m: m[0] in ("/done", "/fail"), 10.0)
+        client.send("/transport/downbeat")
+        time.sleep(0.1)
+        client.send("/quantize", "s", ["1/4"])
+        took = started_after(slot)
+        tap.ok(took is not None and 0.25 <= took <= 0.5,
+               "with /quantize 1/4 a /play starts on the next beat",
+               f"it started after {took} s, 0.1 s after a downbeat")
+        client.send("/slot/set", "iss", [slot, "quantize", "off"])
+        took = started_after(slot)
+        tap.ok(took is not None and took < 0.15,
+               "a slot with quantize off starts at once",
+               f"it started after {took} s")
+        client.send("/slot/reset", "i", [slot])
+        client.send("/quantize", "s", ["off"])
+        client.request("/notify", "i", [0])
+    finally:
+        client.close()
 
 
 def check_meters(tap, schema, daemon, wav_path):
@@ -762,6 +869,7 @@ def main():
             check_notify(tap, schema, daemon, wav_path)
             check_settings(tap, schema, daemon, wav_path)
             check_events(tap, schema, daemon, short_path)
+            check_transport(tap, schema, daemon, short_path)
             check_meters(tap, schema, daemon, wav_path)
             check_daemon(tap, schema, daemon, wav_path)
         finally:
