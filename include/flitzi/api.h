@@ -42,6 +42,7 @@ typedef struct {
   uint64_t plays_queued;   /**< OSC thread only: /play that reached the queue */
   FlTelemetry* telemetry;  /**< NULL: /meters is refused */
   uint32_t     max_voices; /**< --voices, the top of the voices key */
+  uint32_t     bus_count;  /**< --buses: the bus key is 0..bus_count - 1 */
   uint32_t     transport_mode; /**< FlTransportMode */
   /** OSC thread only: every slot's settings as the user gave them. */
   FlSlotSettings settings[FL_MAX_SLOTS];

@@ -22,8 +22,10 @@
 #define FL_DEFAULT_VOICES 32U
 #define FL_MAX_VOICES 1024U
 
-/** Output channels supported by the engine. */
-#define FL_MAX_OUTPUTS 2U
+/** Channels of one output bus (mono or stereo), buses, and output ports. */
+#define FL_MAX_CHANNELS 2U
+#define FL_MAX_BUSES 8U
+#define FL_MAX_OUTPUTS (FL_MAX_CHANNELS * FL_MAX_BUSES)
 
 /** Fade applied to a stolen voice, and to voices that are stopped. */
 #define FL_STEAL_FADE_MS 2.0

@@ -71,6 +71,7 @@ typedef struct {
   float    eq_low;        /**< DJ isolator band gains, linear (1: 0 dB) */
   float    eq_mid;
   float    eq_high;
+  uint32_t bus; /**< Output bus */
 } FlSlotParams;
 
 /** The settings of a slot nobody has touched: v1 playback. */
@@ -115,8 +116,9 @@ typedef struct {
 typedef void (*FlWakeFunc)(void* data);
 
 typedef struct {
-  uint32_t   sample_rate;      /**< Frames per second, for fade lengths */
-  uint32_t   output_count;     /**< Output channels, 1 or 2 */
+  uint32_t sample_rate;        /**< Frames per second, for fade lengths */
+  uint32_t output_count;       /**< Output ports: 1 (mono), or 2 per bus:
+                                     bus b is ports 2b and 2b + 1 */
   uint32_t   max_voices;       /**< Voices that sound at once, 1..1024 */
   uint32_t   command_capacity; /**< Control queue length; 0 for 4096 */
   FlWakeFunc wake;             /**< Wakes the reaper, or NULL */

@@ -32,6 +32,7 @@ typedef enum {
   FL_KEY_EQ_LOW,
   FL_KEY_EQ_MID,
   FL_KEY_EQ_HIGH,
+  FL_KEY_BUS,
   FL_KEY_COUNT
 } FlSettingKey;
 
@@ -73,12 +74,15 @@ void fl_settings_reset(FlSlotSettings* settings);
 /**
    Check `value` for `key` (already read from the wire: a number, or for an
    enum the index of its string), with `max_voices` as the top of the voices
+   range and `bus_count` - 1 as the top of the bus range (the daemon's
+   --voices and --buses);
    range. On failure writes a reason that names the key and its range into
    `reason` and returns false.
 */
 bool fl_settings_check(FlSettingKey key,
                        double       value,
                        uint32_t     max_voices,
+                       uint32_t     bus_count,
                        char*        reason,
                        size_t       reason_size);
 

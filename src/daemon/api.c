@@ -572,7 +572,8 @@ read_setting(FlApi*          api,
     number = arg_number(type, value);
   }
 
-  if (!fl_settings_check(key, number, api->max_voices, reason, reason_size)) {
+  if (!fl_settings_check(
+        key, number, api->max_voices, api->bus_count, reason, reason_size)) {
     return false;
   }
   settings->value[key] = number;

@@ -40,6 +40,7 @@ typedef struct {
   double      max_seconds;
   const char* sample_root;
   uint32_t    transport_mode;
+  uint32_t    buses;
 } Options;
 
 /* What signal handlers, the RT thread and /quit may touch: a flag and a
@@ -79,9 +80,12 @@ print_usage(FILE* stream)
     "OSC.\n"
     "\n"
     "  -n, --name NAME              JACK client name (default flitzid)\n"
-    "  -c, --channels N             output ports, 1 or 2 (default 2)\n"
+    "  -c, --channels N             channels per bus, 1 or 2 (default 2)\n"
     "  -s, --slots N                sample slots, 1..1024 (default 32)\n"
     "  -P, --voices N               polyphony, 1..1024 (default 32)\n"
+    "      --buses N                output buses, 1..8 (default 1): bus b is\n"
+    "                               out_(2b+1) and out_(2b+2); --connect\n"
+    "                               wires bus 0\n"
     "  -p, --port PORT              OSC port (default 9950)\n"
     "  -l, --listen ADDR            numeric address to bind (default "
     "localhost:\n"
@@ -148,6 +152,7 @@ parse_options(int argc, char** argv, Options* options)
     OPT_SAMPLE_ROOT,
     OPT_LIST_OSC,
     OPT_TRANSPORT,
+    OPT_BUSES,
   };
   static const struct option long_options[] = {
     { "name", required_argument, NULL, 'n' },
@@ -163,6 +168,7 @@ parse_options(int argc, char** argv, Options* options)
     { "sample-root", required_argument, NULL, OPT_SAMPLE_ROOT },
     { "list-osc", no_argument, NULL, OPT_LIST_OSC },
     { "transport", required_argument, NULL, OPT_TRANSPORT },
+    { "buses", required_argument, NULL, OPT_BUSES },
     { "verbose", no_argument, NULL, 'v' },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
@@ -245,6 +251,12 @@ parse_options(int argc, char** argv, Options* options)
       case OPT_SAMPLE_ROOT:
         options->sample_root = optarg;
         break;
+      case OPT_BUSES:
+        if (!parse_count(
+              "--buses", optarg, 1U, FL_MAX_BUSES, &options->buses)) {
+          return EXIT_USAGE;
+        }
+        break;
       case OPT_TRANSPORT:
         if (!strcmp(optarg, "internal")) {
           options->transport_mode = FL_TRANSPORT_INTERNAL;
@@ -279,6 +291,13 @@ parse_options(int argc, char** argv, Options* options)
         fprintf(stderr, "Try 'flitzid --help' for more information.\n");
         return EXIT_USAGE;
     }
+  }
+
+  if (options->buses > 1U && options->channels == 1U) {
+    fprintf(stderr,
+            "flitzid: --buses %u needs stereo buses; drop --channels 1\n",
+            options->buses);
+    return EXIT_USAGE;
   }
 
   if (optind < argc) {
@@ -464,6 +483,7 @@ main(int argc, char** argv)
     .channels       = 2U,
     .slots          = FL_DEFAULT_SLOTS,
     .voices         = FL_DEFAULT_VOICES,
+    .buses          = 1U,
     .port           = "9950",
     .listen_address = "localhost",
     .quality        = FL_QUALITY_MEDIUM,
@@ -497,9 +517,9 @@ main(int argc, char** argv)
 
   Daemon* const daemon               = &daemon_state;
   daemon->bank                       = fl_bank_new(options.slots);
-  const FlEngineConfig engine_config = { 48000U,         options.channels,
-                                         options.voices, 0U,
-                                         wake_main,      NULL };
+  const uint32_t       ports         = options.channels * options.buses;
+  const FlEngineConfig engine_config = { 48000U, ports,     options.voices,
+                                         0U,     wake_main, NULL };
   daemon->engine =
     daemon->bank ? fl_engine_new(&engine_config, daemon->bank) : NULL;
   daemon->telemetry =
@@ -510,6 +530,7 @@ main(int argc, char** argv)
   daemon->api.quit           = request_quit;
   daemon->api.telemetry      = daemon->telemetry;
   daemon->api.max_voices     = options.voices;
+  daemon->api.bus_count      = options.buses;
   daemon->api.transport_mode = options.transport_mode;
   fl_api_init(&daemon->api);
 
@@ -542,10 +563,8 @@ main(int argc, char** argv)
   }
 
   const FlBackendConfig backend_config = {
-    options.client_name, options.channels,
-    options.connect,     daemon->engine,
-    wake_main,           daemon,
-    prepare_daemon,      options.transport_mode
+    options.client_name, ports,  options.connect, daemon->engine,
+    wake_main,           daemon, prepare_daemon,  options.transport_mode
   };
   daemon->backend     = daemon->server ? fl_backend_new(&backend_config) : NULL;
   daemon->api.backend = daemon->backend;

@@ -30,6 +30,7 @@ static const FlSettingInfo table[FL_KEY_COUNT] = {
   { "eq_low", FL_VALUE_NUMBER, -60.0, 6.0, 0.0, "dB", NULL },
   { "eq_mid", FL_VALUE_NUMBER, -60.0, 6.0, 0.0, "dB", NULL },
   { "eq_high", FL_VALUE_NUMBER, -60.0, 6.0, 0.0, "dB", NULL },
+  { "bus", FL_VALUE_INTEGER, 0.0, FL_MAX_BUSES - 1U, 0.0, "", NULL },
 };
 
 const FlSettingInfo*
@@ -76,11 +77,14 @@ bool
 fl_settings_check(FlSettingKey key,
                   double       value,
                   uint32_t     max_voices,
+                  uint32_t     bus_count,
                   char*        reason,
                   size_t       reason_size)
 {
   const FlSettingInfo* const info = &table[key];
-  const double max = key == FL_KEY_VOICES ? (double)max_voices : info->max;
+  const double               max  = key == FL_KEY_VOICES ? (double)max_voices
+                                    : key == FL_KEY_BUS ? (double)bus_count - 1.0
+                                                        : info->max;
   if (isfinite(value) && value >= info->min && value <= max) {
     return true;
   }
@@ -195,5 +199,6 @@ fl_settings_params(const FlSlotSettings* settings)
   params.eq_low  = fl_settings_db_to_gain(value[FL_KEY_EQ_LOW]);
   params.eq_mid  = fl_settings_db_to_gain(value[FL_KEY_EQ_MID]);
   params.eq_high = fl_settings_db_to_gain(value[FL_KEY_EQ_HIGH]);
+  params.bus     = (uint32_t)value[FL_KEY_BUS];
   return params;
 }

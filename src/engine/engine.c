@@ -30,8 +30,9 @@ FlEngine*
 fl_engine_new(const FlEngineConfig* config, FlBank* bank)
 {
   if (!bank || config->sample_rate == 0U || config->output_count < 1U ||
-      config->output_count > FL_MAX_OUTPUTS || config->max_voices < 1U ||
-      config->max_voices > FL_MAX_VOICES) {
+      config->output_count > FL_MAX_OUTPUTS ||
+      (config->output_count > 1U && config->output_count % 2U) ||
+      config->max_voices < 1U || config->max_voices > FL_MAX_VOICES) {
     return NULL;
   }
 
@@ -49,6 +50,8 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
   engine->wake         = config->wake;
   engine->wake_data    = config->wake_data;
   engine->output_count = config->output_count;
+  engine->channels     = config->output_count == 1U ? 1U : 2U;
+  engine->bus_count    = config->output_count / engine->channels;
   engine->max_voices   = config->max_voices;
   engine->voice_count  = 2U * config->max_voices;
   engine->commands     = fl_ring_new(command_capacity, sizeof(Command));
@@ -64,11 +67,11 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
     (uint32_t*)calloc(engine->slot_count, sizeof(uint32_t));
   engine->metered = (uint32_t*)calloc(engine->slot_count, sizeof(uint32_t));
   engine->scratch =
-    (float*)calloc((size_t)FL_MAX_OUTPUTS * FL_BLOCK_FRAMES, sizeof(float));
+    (float*)calloc((size_t)FL_MAX_CHANNELS * FL_BLOCK_FRAMES, sizeof(float));
   engine->seam =
-    (float*)calloc((size_t)FL_MAX_OUTPUTS * FL_BLOCK_FRAMES, sizeof(float));
+    (float*)calloc((size_t)FL_MAX_CHANNELS * FL_BLOCK_FRAMES, sizeof(float));
   engine->window =
-    (float*)calloc((size_t)FL_MAX_OUTPUTS * FL_INTERP_MAX_TAPS, sizeof(float));
+    (float*)calloc((size_t)FL_MAX_CHANNELS * FL_INTERP_MAX_TAPS, sizeof(float));
   engine->interp    = fl_interp_new();
   engine->stretches = fl_bank_new(engine->slot_count);
   engine->speed     = 1.0;

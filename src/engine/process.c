@@ -739,7 +739,7 @@ start_voices(FlEngine* engine, const FlPeriod* block, uint32_t* handed_back)
                                 engine->block_frame + voice->start_offset);
     if (engine->slots[voice->slot].live++ == 0U) {
       /* The slot was silent: its isolator starts from rest. */
-      for (uint32_t c = 0U; c < FL_MAX_OUTPUTS; ++c) {
+      for (uint32_t c = 0U; c < FL_MAX_CHANNELS; ++c) {
         fl_isolator_reset(&engine->slots[voice->slot].eq_state[c]);
       }
       emit_slot_event(engine, FL_EVENT_STARTED, voice->slot);
@@ -1136,7 +1136,7 @@ render_varispeed(FlEngine*     engine,
                  gain,
                  step,
                  targets,
-                 engine->output_count,
+                 engine->channels,
                  offset);
     } else {
       fl_mix_add_balanced(engine->seam,
@@ -1147,7 +1147,7 @@ render_varispeed(FlEngine*     engine,
                           left,
                           right,
                           targets,
-                          engine->output_count,
+                          engine->channels,
                           offset);
     }
     offset += rendered;
@@ -1265,7 +1265,7 @@ render_voice(FlEngine*     engine,
                  gain,
                  step,
                  targets,
-                 engine->output_count,
+                 engine->channels,
                  offset);
     } else {
       fl_mix_add_balanced(source,
@@ -1276,7 +1276,7 @@ render_voice(FlEngine*     engine,
                           left,
                           right,
                           targets,
-                          engine->output_count,
+                          engine->channels,
                           offset);
     }
 
@@ -1319,10 +1319,10 @@ render_slot(FlEngine*     engine,
             float* const* outputs,
             uint32_t*     handed_back)
 {
-  SlotState* const state                   = &engine->slots[slot];
-  float* const     scratch[FL_MAX_OUTPUTS] = { engine->scratch,
-                                               engine->scratch + FL_BLOCK_FRAMES };
-  for (uint32_t c = 0U; c < engine->output_count; ++c) {
+  SlotState* const state                    = &engine->slots[slot];
+  float* const     scratch[FL_MAX_CHANNELS] = { engine->scratch,
+                                                engine->scratch + FL_BLOCK_FRAMES };
+  for (uint32_t c = 0U; c < engine->channels; ++c) {
     memset(scratch[c], 0, block_frames * sizeof(float));
   }
 
@@ -1354,14 +1354,14 @@ render_slot(FlEngine*     engine,
       left += step_left;
       right += step_right;
     }
-    float* const from[FL_MAX_OUTPUTS] = { scratch[0] + done,
-                                          scratch[1] + done };
-    float* const to[FL_MAX_OUTPUTS]   = {
-        outputs[0] + done, engine->output_count > 1U ? outputs[1] + done : NULL
+    float* const from[FL_MAX_CHANNELS] = { scratch[0] + done,
+                                           scratch[1] + done };
+    float* const to[FL_MAX_CHANNELS]   = {
+        outputs[0] + done, engine->channels > 1U ? outputs[1] + done : NULL
     };
     fl_mix_stage((const float* const*)from,
                  to,
-                 engine->output_count,
+                 engine->channels,
                  count,
                  left,
                  step_left,
@@ -1400,17 +1400,16 @@ finish_block(FlEngine* engine, uint32_t block_frames, float* const* outputs)
       step = engine->master_step;
       gain += step;
     }
-    fl_mix_scale(outputs, engine->output_count, count, gain, step);
+    fl_mix_scale(outputs, engine->channels, count, gain, step);
     if (count < block_frames) {
       /* The ramp ended inside the block: the rest at the target. */
-      engine->master_gain               = engine->master_target;
-      engine->master_ramp_left          = 0U;
-      float* const rest[FL_MAX_OUTPUTS] = { outputs[0] + count,
-                                            engine->output_count > 1U
-                                              ? outputs[1] + count
-                                              : NULL };
+      engine->master_gain                = engine->master_target;
+      engine->master_ramp_left           = 0U;
+      float* const rest[FL_MAX_CHANNELS] = {
+        outputs[0] + count, engine->channels > 1U ? outputs[1] + count : NULL
+      };
       fl_mix_scale(rest,
-                   engine->output_count,
+                   engine->channels,
                    block_frames - count,
                    engine->master_gain,
                    0.0f);
@@ -1426,7 +1425,7 @@ finish_block(FlEngine* engine, uint32_t block_frames, float* const* outputs)
   if (engine->meter_interval == 0U) {
     return;
   }
-  for (uint32_t c = 0U; c < engine->output_count; ++c) {
+  for (uint32_t c = 0U; c < engine->channels; ++c) {
     engine->master_peak[c] =
       fl_mix_peak(outputs[c], block_frames, engine->master_peak[c]);
   }
@@ -1456,7 +1455,7 @@ finish_block(FlEngine* engine, uint32_t block_frames, float* const* outputs)
   const FlEvent master  = { FL_EVENT_METER_MASTER,
                             0U,
                             engine->master_peak[0],
-                            engine->master_peak[engine->output_count - 1U],
+                            engine->master_peak[engine->channels - 1U],
                             0.0,
                             0U,
                             0U };
@@ -1517,7 +1516,7 @@ run_isolator(FlEngine*     engine,
       gains.high += gains.high_step;
       gains.wet += gains.wet_step;
     }
-    for (uint32_t c = 0U; c < engine->output_count; ++c) {
+    for (uint32_t c = 0U; c < engine->channels; ++c) {
       fl_isolator_process(&engine->isolator,
                           &state->eq_state[c],
                           &gains,
@@ -1543,6 +1542,18 @@ run_isolator(FlEngine*     engine,
   }
 }
 
+/* The ports of a slot's output bus (bus 0 if the slot names one that is
+   not there). */
+static FL_REALTIME float* const*
+bus_outputs(const FlEngine*  engine,
+            const SlotState* state,
+            float* const*    outputs)
+{
+  const uint32_t bus =
+    state->params.bus < engine->bus_count ? state->params.bus : 0U;
+  return outputs + (size_t)bus * engine->channels;
+}
+
 static FL_REALTIME void
 render_block(FlEngine*       engine,
              const FlPeriod* block,
@@ -1564,7 +1575,7 @@ render_block(FlEngine*       engine,
       render_voice(engine,
                    voice,
                    frames,
-                   outputs,
+                   bus_outputs(engine, state, outputs),
                    state->gain_left,
                    state->gain_right,
                    handed_back);
@@ -1581,7 +1592,12 @@ render_block(FlEngine*       engine,
   }
 
   for (uint32_t i = 0U; i < engine->active_count; ++i) {
-    render_slot(engine, engine->active_slots[i], frames, outputs, handed_back);
+    const uint32_t slot = engine->active_slots[i];
+    render_slot(engine,
+                slot,
+                frames,
+                bus_outputs(engine, &engine->slots[slot], outputs),
+                handed_back);
   }
   engine->active_count = 0U;
   finish_block(engine, frames, outputs);
@@ -1695,9 +1711,10 @@ fl_engine_process(FlEngine*       engine,
       period->usecs + span * (int64_t)done / (int64_t)period->frame_count;
     block.next_usecs = period->usecs + span * (int64_t)(done + frames) /
                                          (int64_t)period->frame_count;
-    float* const at[FL_MAX_OUTPUTS] = {
-      outputs[0] + done, engine->output_count > 1U ? outputs[1] + done : NULL
-    };
+    float* at[FL_MAX_OUTPUTS];
+    for (uint32_t p = 0U; p < engine->output_count; ++p) {
+      at[p] = outputs[p] + done;
+    }
     engine->block_frame = engine->frame_now + done;
     render_block(engine, &block, at, &handed_back);
     done += frames;

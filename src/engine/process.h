@@ -161,7 +161,7 @@ typedef struct {
   float           eq_wet;
   float           eq_wet_step;
   uint32_t        eq_ramp_left;
-  FlIsolatorState eq_state[FL_MAX_OUTPUTS];
+  FlIsolatorState eq_state[FL_MAX_CHANNELS];
 
   /* This block's voices (through Voice.next_in_slot), oldest first. */
   uint32_t first_voice;
@@ -184,7 +184,9 @@ struct FlEngineImpl {
   FlBank*    stretches;   /* key-lock renders beside the slots (loader) */
   FlWakeFunc wake;
   void*      wake_data;
-  uint32_t   output_count;
+  uint32_t   output_count; /* ports */
+  uint32_t   channels;     /* of a bus: 1 or 2 */
+  uint32_t   bus_count;
   uint32_t   slot_count;
   uint32_t   max_voices;  /* voices that may sound, not counting fades */
   uint32_t   voice_count; /* entries in voices: 2 * max_voices */
@@ -207,7 +209,7 @@ struct FlEngineImpl {
   uint32_t         active_count;
   uint32_t*        metered; /* slots that sounded since the last snapshot */
   uint32_t         metered_count;
-  float*           scratch; /* a slot's voices: FL_MAX_OUTPUTS blocks */
+  float*           scratch; /* a slot's voices: FL_MAX_CHANNELS blocks */
   float*           seam;   /* a crossfaded or interpolated stretch of a voice */
   float*           window; /* source frames gathered for one kernel */
   FlInterp*        interp; /* varispeed kernels, read-only */
@@ -221,7 +223,7 @@ struct FlEngineImpl {
   uint32_t         master_ramp_left;
   uint32_t         meter_interval; /* frames between snapshots, 0: off */
   int64_t          meter_due;      /* frames until the next snapshot */
-  float            master_peak[FL_MAX_OUTPUTS];
+  float            master_peak[FL_MAX_CHANNELS]; /* of bus 0 */
   bool             wrote_telemetry; /* this period: wake the telemetry thread */
 
   /* The musical clock. frame_now is the engine's frame count at the first
