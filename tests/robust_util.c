@@ -489,7 +489,8 @@ fl_stats(FlOsc* osc, FlStats* stats)
 {
   fl_osc_send(osc, "/stats", "");
   FlReply* const reply = fl_osc_wait(osc, "/stats.reply", FL_TEST_REPLY_MS);
-  if (!reply || strcmp(reply->types, "hhhhhh")) {
+  /* v1's six counters come first; v2 adds the MIDI notes after them. */
+  if (!reply || strncmp(reply->types, "hhhhhh", 6)) {
     char text[512];
     fprintf(stderr,
             "robust: /stats answered %s\n",

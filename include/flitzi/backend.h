@@ -31,6 +31,9 @@ typedef struct {
   /** FlTransportMode (api.h): 0 internal, 1 follow JACK transport, 2 be
       JACK's timebase master. */
   uint32_t transport_mode;
+  bool     midi;         /**< Register midi_in and play slots from notes */
+  uint32_t midi_base;    /**< The key of slot 0 */
+  uint32_t midi_channel; /**< 1..16, or 0 for every channel */
 } FlBackendConfig;
 
 /** What the server reported; see fl_backend_stats(). */

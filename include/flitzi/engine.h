@@ -71,7 +71,8 @@ typedef struct {
   float    eq_low;        /**< DJ isolator band gains, linear (1: 0 dB) */
   float    eq_mid;
   float    eq_high;
-  uint32_t bus; /**< Output bus */
+  uint32_t bus;  /**< Output bus */
+  uint32_t hold; /**< 1: a note-off or /release ends its voices */
 } FlSlotParams;
 
 /** The settings of a slot nobody has touched: v1 playback. */
@@ -157,6 +158,16 @@ typedef struct {
   double   beats;         /**< Position at the first frame of the period */
 } FlTransportState;
 
+/** A MIDI note for the engine, parsed by the RT thread from JACK's port. */
+typedef struct {
+  uint32_t offset;   /**< Frame of the period it came at */
+  uint32_t slot;     /**< Slot it plays or releases, in range */
+  float    velocity; /**< 0..1; 0 is a note-off (release) */
+} FlNote;
+
+/** Most notes taken in one period; more are ignored and counted. */
+#define FL_MAX_NOTES_PER_PERIOD 256U
+
 /** Counters; each one only grows, except the voice counts. */
 typedef struct {
   uint32_t voices_active;    /**< Voices sounding, not counting fade tails */
@@ -170,6 +181,9 @@ typedef struct {
   uint64_t dropped_events;   /**< Telemetry records lost to a full ring */
   uint64_t stretch_misses;   /**< Blocks a key-locked voice played without
                                   its render (plain varispeed instead) */
+  uint64_t notes;            /**< MIDI notes taken (on and off) */
+  uint64_t ignored_notes;    /**< MIDI notes outside the slots, on other
+                                  channels, or over the period's limit */
 } FlEngineStats;
 
 /**
@@ -345,6 +359,25 @@ void fl_engine_stats(const FlEngine* engine, FlEngineStats* stats);
 FL_REALTIME void fl_engine_process(FlEngine*       engine,
                                    const FlPeriod* period,
                                    float* const*   outputs);
+
+/**
+   Hand the engine this period's MIDI notes, before fl_engine_process(): a
+   note-on launches its slot at its own frame (or on the next grid line when
+   quantized), a note-off releases a held slot. `ignored` counts the notes
+   the caller dropped (outside the slots, other channels). Only the RT
+   thread.
+*/
+FL_REALTIME void fl_engine_queue_notes(FlEngine*     engine,
+                                       const FlNote* notes,
+                                       uint32_t      count,
+                                       uint32_t      ignored);
+
+/**
+   Queue a release of `slot`: if its settings hold, its voices fade out
+   (FL_STOP_FADE_MS); otherwise nothing. Returns FL_ERR_BAD_SLOT or
+   FL_ERR_QUEUE_FULL. Only the control thread.
+*/
+FlStatus fl_engine_release(FlEngine* engine, uint32_t slot);
 
 /**
    Make the next periods follow `clock` (NULL: the internal clock). Only the

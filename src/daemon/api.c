@@ -422,6 +422,10 @@ on_stats(void*            data,
   lo_message_add_int64(message, (int64_t)engine.dropped_commands);
   lo_message_add_int64(message, (int64_t)counters.dropped_packets);
   lo_message_add_int64(message, (int64_t)counters.failed);
+  /* v2: MIDI notes taken, and ignored (other channels, keys outside the
+     slots). */
+  lo_message_add_int64(message, (int64_t)engine.notes);
+  lo_message_add_int64(message, (int64_t)engine.ignored_notes);
   fl_osc_reply(server, peer, "/stats.reply", message);
   lo_message_free(message);
 }
@@ -732,6 +736,24 @@ pause_or_resume(FlApi*           api,
   if (check_slot(api, server, peer, path, slot) &&
       fl_engine_pause(api->engine, (uint32_t)slot, pause)) {
     fail_slot(server, peer, path, slot, "queue full");
+  }
+}
+
+static void
+on_release(void*            data,
+           FlOscServer*     server,
+           const FlOscPeer* peer,
+           const char*      types,
+           lo_arg* const*   argv,
+           lo_timetag       time)
+{
+  (void)types;
+  (void)time;
+  FlApi* const  api  = (FlApi*)data;
+  const int32_t slot = arg_int(argv[0]);
+  if (check_slot(api, server, peer, "/release", slot) &&
+      fl_engine_release(api->engine, (uint32_t)slot)) {
+    fail_slot(server, peer, "/release", slot, "queue full");
   }
 }
 
@@ -1062,6 +1084,7 @@ static const FlOscMethod methods[] = {
   { "/slot/get", forms_slot, on_slot_get },
   { "/slot/reset", forms_slot, on_slot_reset },
   { "/play/exclusive", forms_play, on_play_exclusive },
+  { "/release", forms_slot, on_release },
   { "/pause", forms_slot, on_pause },
   { "/resume", forms_slot, on_resume },
   { "/seek", forms_seek, on_seek },

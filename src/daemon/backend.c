@@ -3,6 +3,7 @@
 #include <flitzi/log.h>
 
 #include <jack/jack.h>
+#include <jack/midiport.h>
 #include <jack/transport.h>
 
 #include <math.h>
@@ -18,6 +19,8 @@ struct FlBackendImpl {
   char*           client_name;
   jack_client_t*  client; /* main thread; the callbacks read it */
   jack_port_t*    ports[FL_MAX_OUTPUTS];
+  jack_port_t*    midi_port;                      /* --midi */
+  FlNote          notes[FL_MAX_NOTES_PER_PERIOD]; /* RT only */
 
   /* Written by JACK's threads, read by the main and OSC threads. */
   atomic_bool   lost;
@@ -58,6 +61,48 @@ follow_transport(FlBackend* backend)
                   (60.0 * (double)position.frame_rate);
   }
   fl_engine_follow(backend->config.engine, clock.valid ? &clock : NULL);
+}
+
+/* --midi: this period's notes from midi_in, parsed here in the RT thread
+   (JACK's MIDI buffer is read in place, nothing is allocated): note-on of
+   key k plays slot k - base at its event's frame, note-off (or note-on at
+   velocity 0) releases it. Other channels than --midi-channel and keys
+   outside the slots are counted as ignored; other messages are not notes
+   and are skipped. */
+static FL_REALTIME void
+read_notes(FlBackend* backend, jack_nframes_t frame_count)
+{
+  void* const    buffer = jack_port_get_buffer(backend->midi_port, frame_count);
+  const uint32_t events = jack_midi_get_event_count(buffer);
+  uint32_t       count  = 0U;
+  uint32_t       ignored = 0U;
+  for (uint32_t i = 0U; i < events; ++i) {
+    jack_midi_event_t event;
+    if (jack_midi_event_get(&event, buffer, i) || event.size < 3U) {
+      continue;
+    }
+    const uint8_t type    = event.buffer[0] & 0xF0U;
+    const uint8_t channel = (uint8_t)((event.buffer[0] & 0x0FU) + 1U);
+    if (type != 0x90U && type != 0x80U) {
+      continue;
+    }
+    const uint32_t key      = event.buffer[1] & 0x7FU;
+    const uint32_t velocity = type == 0x90U ? event.buffer[2] & 0x7FU : 0U;
+    if ((backend->config.midi_channel &&
+         channel != backend->config.midi_channel) ||
+        key < backend->config.midi_base || count == FL_MAX_NOTES_PER_PERIOD) {
+      ++ignored;
+      continue;
+    }
+    backend->notes[count++] =
+      (FlNote){ event.time < frame_count ? event.time : frame_count - 1U,
+                key - backend->config.midi_base,
+                (float)velocity / 127.0f };
+  }
+  if (count || ignored) {
+    fl_engine_queue_notes(
+      backend->config.engine, backend->notes, count, ignored);
+  }
 }
 
 /* --transport master: publish flitzid's clock as JACK's BBT. JACK calls
@@ -130,6 +175,9 @@ on_process(jack_nframes_t frame_count, void* data)
   };
   if (backend->config.transport_mode == TRANSPORT_FOLLOW) {
     follow_transport(backend);
+  }
+  if (backend->midi_port) {
+    read_notes(backend, frame_count);
   }
   fl_engine_process(backend->config.engine, &period, outputs);
 
@@ -330,6 +378,18 @@ fl_backend_open(FlBackend* backend, char* reason, size_t reason_size)
   if (backend->config.transport_mode == TRANSPORT_MASTER &&
       jack_set_timebase_callback(backend->client, 0, on_timebase, backend)) {
     fl_log(FL_LOG_WARNING, "cannot become the JACK timebase master");
+  }
+
+  backend->midi_port = NULL;
+  if (backend->config.midi) {
+    backend->midi_port = jack_port_register(
+      backend->client, "midi_in", JACK_DEFAULT_MIDI_TYPE, JackPortIsInput, 0);
+    if (!backend->midi_port) {
+      snprintf(reason, reason_size, "cannot register JACK port midi_in");
+      jack_client_close(backend->client);
+      backend->client = NULL;
+      return FL_ERR_OPEN;
+    }
   }
 
   if (jack_activate(backend->client)) {

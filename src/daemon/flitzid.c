@@ -41,6 +41,9 @@ typedef struct {
   const char* sample_root;
   uint32_t    transport_mode;
   uint32_t    buses;
+  bool        midi;
+  uint32_t    midi_base;
+  uint32_t    midi_channel;
 } Options;
 
 /* What signal handlers, the RT thread and /quit may touch: a flag and a
@@ -83,6 +86,11 @@ print_usage(FILE* stream)
     "  -c, --channels N             channels per bus, 1 or 2 (default 2)\n"
     "  -s, --slots N                sample slots, 1..1024 (default 32)\n"
     "  -P, --voices N               polyphony, 1..1024 (default 32)\n"
+    "      --midi                   a JACK MIDI input, midi_in: note k plays\n"
+    "                               slot k - base at the note's frame\n"
+    "      --midi-base K            the key of slot 0, 0..127 (default 36)\n"
+    "      --midi-channel C         listen to channel C only, 1..16 (default "
+    "all)\n"
     "      --buses N                output buses, 1..8 (default 1): bus b is\n"
     "                               out_(2b+1) and out_(2b+2); --connect\n"
     "                               wires bus 0\n"
@@ -153,6 +161,9 @@ parse_options(int argc, char** argv, Options* options)
     OPT_LIST_OSC,
     OPT_TRANSPORT,
     OPT_BUSES,
+    OPT_MIDI,
+    OPT_MIDI_BASE,
+    OPT_MIDI_CHANNEL,
   };
   static const struct option long_options[] = {
     { "name", required_argument, NULL, 'n' },
@@ -169,6 +180,9 @@ parse_options(int argc, char** argv, Options* options)
     { "list-osc", no_argument, NULL, OPT_LIST_OSC },
     { "transport", required_argument, NULL, OPT_TRANSPORT },
     { "buses", required_argument, NULL, OPT_BUSES },
+    { "midi", no_argument, NULL, OPT_MIDI },
+    { "midi-base", required_argument, NULL, OPT_MIDI_BASE },
+    { "midi-channel", required_argument, NULL, OPT_MIDI_CHANNEL },
     { "verbose", no_argument, NULL, 'v' },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
@@ -250,6 +264,21 @@ parse_options(int argc, char** argv, Options* options)
       }
       case OPT_SAMPLE_ROOT:
         options->sample_root = optarg;
+        break;
+      case OPT_MIDI:
+        options->midi = true;
+        break;
+      case OPT_MIDI_BASE:
+        if (!parse_count(
+              "--midi-base", optarg, 0U, 127U, &options->midi_base)) {
+          return EXIT_USAGE;
+        }
+        break;
+      case OPT_MIDI_CHANNEL:
+        if (!parse_count(
+              "--midi-channel", optarg, 1U, 16U, &options->midi_channel)) {
+          return EXIT_USAGE;
+        }
         break;
       case OPT_BUSES:
         if (!parse_count(
@@ -484,6 +513,7 @@ main(int argc, char** argv)
     .slots          = FL_DEFAULT_SLOTS,
     .voices         = FL_DEFAULT_VOICES,
     .buses          = 1U,
+    .midi_base      = 36U,
     .port           = "9950",
     .listen_address = "localhost",
     .quality        = FL_QUALITY_MEDIUM,
@@ -563,8 +593,17 @@ main(int argc, char** argv)
   }
 
   const FlBackendConfig backend_config = {
-    options.client_name, ports,  options.connect, daemon->engine,
-    wake_main,           daemon, prepare_daemon,  options.transport_mode
+    .client_name      = options.client_name,
+    .output_count     = ports,
+    .connect_physical = options.connect,
+    .engine           = daemon->engine,
+    .wake             = wake_main,
+    .wake_data        = daemon,
+    .prepare          = prepare_daemon,
+    .transport_mode   = options.transport_mode,
+    .midi             = options.midi,
+    .midi_base        = options.midi_base,
+    .midi_channel     = options.midi_channel,
   };
   daemon->backend     = daemon->server ? fl_backend_new(&backend_config) : NULL;
   daemon->api.backend = daemon->backend;

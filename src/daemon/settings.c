@@ -27,6 +27,7 @@ static const FlSettingInfo table[FL_KEY_COUNT] = {
   { "voices", FL_VALUE_INTEGER, 0.0, FL_MAX_VOICES, 0.0, "", NULL },
   { "group", FL_VALUE_INTEGER, 0.0, 64.0, 0.0, "", NULL },
   { "quantize", FL_VALUE_ENUM, 0.0, 10.0, 0.0, "", quantize_choices },
+  { "hold", FL_VALUE_INTEGER, 0.0, 1.0, 0.0, "", NULL },
   { "eq_low", FL_VALUE_NUMBER, -60.0, 6.0, 0.0, "dB", NULL },
   { "eq_mid", FL_VALUE_NUMBER, -60.0, 6.0, 0.0, "dB", NULL },
   { "eq_high", FL_VALUE_NUMBER, -60.0, 6.0, 0.0, "dB", NULL },
@@ -200,5 +201,6 @@ fl_settings_params(const FlSlotSettings* settings)
   params.eq_mid  = fl_settings_db_to_gain(value[FL_KEY_EQ_MID]);
   params.eq_high = fl_settings_db_to_gain(value[FL_KEY_EQ_HIGH]);
   params.bus     = (uint32_t)value[FL_KEY_BUS];
+  params.hold    = value[FL_KEY_HOLD] > 0.5 ? 1U : 0U;
   return params;
 }

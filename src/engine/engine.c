@@ -114,6 +114,8 @@ fl_engine_new(const FlEngineConfig* config, FlBank* bank)
   atomic_init(&engine->retired_samples, 0U);
   atomic_init(&engine->dropped_events, 0U);
   atomic_init(&engine->stretch_misses, 0U);
+  atomic_init(&engine->notes, 0U);
+  atomic_init(&engine->ignored_notes, 0U);
   atomic_init(&engine->transport_seq, 0U);
   atomic_init(&engine->published_bpm, 0U);
   atomic_init(&engine->published_beats, 0U);
@@ -322,6 +324,16 @@ fl_engine_set_quantize(FlEngine* engine, double grid)
 }
 
 FlStatus
+fl_engine_release(FlEngine* engine, uint32_t slot)
+{
+  if (slot >= engine->slot_count) {
+    return FL_ERR_BAD_SLOT;
+  }
+  const Command command = { .type = COMMAND_RELEASE, .slot = slot };
+  return queue_command(engine, &command);
+}
+
+FlStatus
 fl_engine_set_speed(FlEngine* engine, double speed)
 {
   if (!(speed >= 0.5 && speed <= 2.0)) {
@@ -453,6 +465,9 @@ fl_engine_stats(const FlEngine* engine, FlEngineStats* stats)
     atomic_load_explicit(&engine->dropped_events, memory_order_relaxed);
   stats->stretch_misses =
     atomic_load_explicit(&engine->stretch_misses, memory_order_relaxed);
+  stats->notes = atomic_load_explicit(&engine->notes, memory_order_relaxed);
+  stats->ignored_notes =
+    atomic_load_explicit(&engine->ignored_notes, memory_order_relaxed);
 }
 
 void

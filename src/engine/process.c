@@ -309,6 +309,7 @@ init_voice(FlEngine* engine,
   voice->start_offset = 0U;
   voice->exclusive    = false;
   voice->on_grid      = false;
+  voice->line_from    = 0;
   voice->wants_line   = false;
   voice->fraction     = 0.0;
   voice->step         = 1.0;
@@ -320,7 +321,8 @@ init_voice(FlEngine* engine,
   voice->position = voice->region_start;
 }
 
-static FL_REALTIME void
+/* Returns the new voice, or NULL if it could not be played. */
+static FL_REALTIME Voice*
 apply_play(FlEngine*       engine,
            const Command*  command,
            const FlPeriod* period,
@@ -335,7 +337,7 @@ apply_play(FlEngine*       engine,
     /* Emptied after the control thread checked it, or every voice entry
        waits to hand back its sample: rare, and counted. */
     atomic_fetch_add_explicit(&engine->unplayed, 1U, memory_order_relaxed);
-    return;
+    return NULL;
   }
 
   init_voice(engine, voice, sample, command->slot, command->as.play.velocity);
@@ -351,8 +353,10 @@ apply_play(FlEngine*       engine,
                                      : params->quantize == FL_QUANTIZE_GRID
                                        ? params->quantize_grid
                                        : engine->quantize_grid;
-  /* A timetag that has passed is no future frame to start on either. */
+  /* A timetag that has passed is no future frame to start on either; a
+     MIDI note's frame is quantized like an immediate play. */
   const bool future = command->as.play.start_usecs != FL_PLAY_NOW &&
+                      !command->as.play.note &&
                       offset_of_time(period, command->as.play.start_usecs) >= 0;
   if (!future && grid != 0.0) {
     voice->on_grid    = true;
@@ -360,6 +364,7 @@ apply_play(FlEngine*       engine,
     voice->grid_beats =
       fl_transport_grid_beats(grid, engine->transport.beats_per_bar);
   }
+  return voice;
 }
 
 /* Choose the grid line a quantized voice starts on: the first at or after
@@ -616,6 +621,11 @@ apply_commands(FlEngine* engine, const FlPeriod* period, uint32_t* handed_back)
       case COMMAND_SPEED:
         engine->speed = command.as.speed;
         break;
+      case COMMAND_RELEASE:
+        if (engine->slots[command.slot].params.hold) {
+          fade_slot(engine, command.slot, handed_back);
+        }
+        break;
       case COMMAND_BPMLOCK:
         engine->bpmlock = command.as.bpmlock != 0U;
         break;
@@ -693,7 +703,11 @@ start_voices(FlEngine* engine, const FlPeriod* block, uint32_t* handed_back)
         continue; /* waits for the transport to roll */
       }
       if (voice->wants_line) {
-        choose_line(engine, voice, engine->block_frame);
+        choose_line(engine,
+                    voice,
+                    voice->line_from > engine->block_frame
+                      ? voice->line_from
+                      : engine->block_frame);
       }
       const int64_t start =
         fl_transport_frame_of(&engine->transport, voice->start_beat) -
@@ -1603,6 +1617,63 @@ render_block(FlEngine*       engine,
   finish_block(engine, frames, outputs);
 }
 
+FL_REALTIME void
+fl_engine_queue_notes(FlEngine*     engine,
+                      const FlNote* notes,
+                      uint32_t      count,
+                      uint32_t      ignored)
+{
+  uint32_t taken = 0U;
+  for (uint32_t i = 0U; i < count; ++i) {
+    if (engine->pending_note_count < FL_MAX_NOTES_PER_PERIOD &&
+        notes[i].slot < engine->slot_count) {
+      engine->pending_notes[engine->pending_note_count++] = notes[i];
+      ++taken;
+    }
+  }
+  if (taken > 0U) {
+    atomic_fetch_add_explicit(&engine->notes, taken, memory_order_relaxed);
+  }
+  if (ignored + count - taken > 0U) {
+    atomic_fetch_add_explicit(
+      &engine->ignored_notes, ignored + count - taken, memory_order_relaxed);
+  }
+}
+
+/* MIDI notes of this period: a note-on is a play that starts at its own
+   frame (its time within this period's timing), or with quantization on
+   the first grid line at or after that frame; a note-off releases a held
+   slot, from its frame's period on. */
+static FL_REALTIME void
+apply_notes(FlEngine* engine, const FlPeriod* period, uint32_t* handed_back)
+{
+  const int64_t span = period->next_usecs - period->usecs;
+  for (uint32_t i = 0U; i < engine->pending_note_count; ++i) {
+    const FlNote* const note = &engine->pending_notes[i];
+    if (note->velocity <= 0.0f) {
+      if (engine->slots[note->slot].params.hold) {
+        fade_slot(engine, note->slot, handed_back);
+      }
+      continue;
+    }
+    Command command             = { .type = COMMAND_PLAY, .slot = note->slot };
+    command.as.play.velocity    = note->velocity;
+    command.as.play.note        = 1U;
+    command.as.play.start_usecs = period->usecs;
+    if (period->frame_count > 0U) {
+      command.as.play.start_usecs +=
+        (span * (int64_t)note->offset + (int64_t)period->frame_count / 2) /
+        (int64_t)period->frame_count;
+    }
+    Voice* const voice = apply_play(engine, &command, period, handed_back);
+    /* A quantized note's line is the first at or after its own frame. */
+    if (voice) {
+      voice->line_from = engine->frame_now + note->offset;
+    }
+  }
+  engine->pending_note_count = 0U;
+}
+
 /* A queued downbeat whose frame falls in this period moves beat 0 there. */
 static FL_REALTIME void
 apply_downbeat(FlEngine* engine, const FlPeriod* period)
@@ -1691,6 +1762,7 @@ fl_engine_process(FlEngine*       engine,
 
   apply_retirements(engine, &handed_back);
   apply_commands(engine, period, &handed_back);
+  apply_notes(engine, period, &handed_back);
   apply_downbeat(engine, period);
   publish_transport(engine);
 

@@ -37,6 +37,7 @@ typedef enum {
   COMMAND_DOWNBEAT,
   COMMAND_SPEED,
   COMMAND_BPMLOCK,
+  COMMAND_RELEASE,
 } CommandType;
 
 typedef struct {
@@ -47,6 +48,7 @@ typedef struct {
       int64_t  start_usecs; /* FL_PLAY_NOW, or the time of the first frame */
       float    velocity;    /* gain in [0, 1], validated by the producer */
       uint32_t exclusive;   /* 1: every other voice fades at its start */
+      uint32_t note;        /* 1: a MIDI note (RT), quantized at its frame */
 
     } play;
     double   bpm;
@@ -123,11 +125,13 @@ typedef struct {
   uint32_t next_in_slot; /* this block's list of the slot's voices */
   bool     exclusive;    /* PENDING: chokes every other voice at its start */
   bool     on_grid;      /* PENDING: starts on the grid line start_beat */
-  bool     wants_line;   /* PENDING: on_grid, its line not chosen yet */
-  double   start_beat;   /* on_grid: the line, in beats */
-  double   grid_beats;   /* on_grid: the grid it was launched on */
-  bool     sounded;      /* it has started: counted in its slot's `live` */
-  bool     wrapped;      /* a loop voice past its first pass */
+  int64_t  line_from;    /* on_grid: its line is the first at or after this
+                            engine frame (a MIDI note's), or 0 */
+  bool   wants_line;     /* PENDING: on_grid, its line not chosen yet */
+  double start_beat;     /* on_grid: the line, in beats */
+  double grid_beats;     /* on_grid: the grid it was launched on */
+  bool   sounded;        /* it has started: counted in its slot's `live` */
+  bool   wrapped;        /* a loop voice past its first pass */
 
   /* The region in frames of `sample`, from its slot's settings, computed
      again whenever the settings' serial changes. */
@@ -249,15 +253,19 @@ struct FlEngineImpl {
 
   /* Counters: written by one thread each, read by any (relaxed: they are
      statistics, and no other data is published through them). */
-  atomic_uint   voices_active;    /* RT */
-  atomic_ullong plays;            /* RT */
-  atomic_ullong unplayed;         /* RT */
-  atomic_ullong late_plays;       /* RT */
-  atomic_ullong stolen_voices;    /* RT */
-  atomic_ullong retired_samples;  /* RT */
-  atomic_ullong dropped_events;   /* RT */
-  atomic_ullong stretch_misses;   /* RT */
-  atomic_ullong dropped_commands; /* control thread */
+  atomic_uint   voices_active;                          /* RT */
+  atomic_ullong plays;                                  /* RT */
+  atomic_ullong unplayed;                               /* RT */
+  atomic_ullong late_plays;                             /* RT */
+  atomic_ullong stolen_voices;                          /* RT */
+  atomic_ullong retired_samples;                        /* RT */
+  atomic_ullong dropped_events;                         /* RT */
+  atomic_ullong stretch_misses;                         /* RT */
+  atomic_ullong notes;                                  /* RT */
+  atomic_ullong ignored_notes;                          /* RT */
+  FlNote        pending_notes[FL_MAX_NOTES_PER_PERIOD]; /* RT */
+  uint32_t      pending_note_count;                     /* RT */
+  atomic_ullong dropped_commands;                       /* control thread */
 };
 
 #endif /* FLITZI_PROCESS_H */
