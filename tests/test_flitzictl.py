@@ -67,7 +67,19 @@ def check_usage(tap, ctl):
                        (["play", 0, "loud"], "a velocity that is no number"),
                        (["--timeout", "soon", "ping"], "a bad --timeout"),
                        (["--bogus", "ping"], "an unknown option"),
-                       (["status", "extra"], "an extra argument")):
+                       (["status", "extra"], "an extra argument"),
+                       (["set", 0, "gain"], "a set without a value"),
+                       (["set", 0, "gain", "-3", "pan"],
+                        "a set whose last key has no value"),
+                       (["set", 0, "gain", "loud"],
+                        "a number key whose value is no number"),
+                       (["get"], "a get without an ID"),
+                       (["seek", 0, "soon"], "a seek to no number"),
+                       (["master", "loud"], "a master gain that is no number"),
+                       (["meters", 0], "meters at 0 Hz"),
+                       (["meters", 61], "meters at 61 Hz"),
+                       (["play-exclusive", 0], "a play-exclusive without VEL"),
+                       (["pause", "x"], "a pause of no slot")):
         result = ctl.run(*args)
         if check_exit(tap, result, 64, f"usage error for {what}"):
             tap.ok("Usage: flitzictl" in result.stderr and not result.stdout,
@@ -231,6 +243,8 @@ def check_daemon(tap, ctl, daemon, samples):
         tap.ok(first.startswith('{"reply": "/done", "address": "/notify"'),
                "watch --json starts with the /notify reply", repr(first))
         ctl.run("load", 4, mono)
+        ctl.run("play", 4, "0.5")
+        time.sleep(0.6)  # The 0.25 s sample ends
         ctl.run("unload", 4)
         time.sleep(0.3)  # The copies travel on their own
         watch.send_signal(signal.SIGTERM)
@@ -243,10 +257,13 @@ def check_daemon(tap, ctl, daemon, samples):
     events = [json.loads(line) for line in out.splitlines()]
     seen = [(e.get("reply"), e.get("address"), e.get("id", e.get("flag")))
             for e in events if e.get("reply") != "/event/xrun"]
-    tap.equal(seen, [("/done", "/load", 4), ("/done", "/unload", 4),
+    tap.equal(seen, [("/done", "/load", 4), ("/event/started", None, 4),
+                     ("/event/stopped", None, 4), ("/done", "/unload", 4),
                      ("/done", "/notify", 0)],
-              "watch prints the /done of another client's load and unload, "
-              "then of /notify 0")
+              "watch prints the /done of another client's load, the slot "
+              "starting and stopping, the unload, then /notify 0")
+
+    check_pads(tap, ctl, daemon, samples)
 
     # unload
     check_exit(tap, ctl.run("unload", 0), 0, "unload 0")
@@ -259,6 +276,191 @@ def check_daemon(tap, ctl, daemon, samples):
     result = ctl.run("quit")
     check_exit(tap, result, 0, "quit")
     tap.equal(daemon.wait_exit(10.0), 0, "flitzid exits 0 after quit")
+
+
+SETTINGS_KEYS = ["mode", "start", "end", "xfade", "gain", "pan", "voices",
+                 "group"]  # The first keys of /slot/get, in its order
+
+
+def settings_lines(result):
+    """KEY=VALUE lines as a dict, or None if a line is something else."""
+    pairs = [line.split("=", 1) for line in result.stdout.splitlines()]
+    return dict(pairs) if all(len(p) == 2 for p in pairs) else None
+
+
+def interrupted(ctl, args, signal_number, after_s, between=None,
+                ready_on="stdout"):
+    """Run a long-running command, call `between` once it has started (its
+    first line on `ready_on`), and stop it with a signal. Returns (exit
+    status, stdout lines)."""
+    process = subprocess.Popen([ctl.program, "--port", str(ctl.port)]
+                               + [str(a) for a in args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        stream = getattr(process, ready_on)
+        ready, _, _ = select.select([stream], [], [], 10.0)
+        first = stream.readline() if ready else ""
+        first = first if ready_on == "stdout" else ""
+        if between:
+            between()
+        time.sleep(after_s)
+        process.send_signal(signal_number)
+        out, _ = process.communicate(timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, ([first] if first else []) + out.splitlines()
+
+
+def check_pads(tap, ctl, daemon, samples):
+    """set, get, reset, play-exclusive, pause, resume, seek, master, watch's
+    slot events and meters, against slot 0 (mono.wav, 0.25 s)."""
+    # set: prints every setting after the change, in /slot/get's order.
+    result = ctl.run("set", 0, "mode", "loop", "start", "0.05", "end", "0.2",
+                     "xfade", "5", "gain", "-3", "voices", "2", "group", "3")
+    if check_exit(tap, result, 0, "set 0 mode loop start 0.05 end 0.2 ..."):
+        lines = settings_lines(result) or {}
+        tap.equal(list(lines)[:len(SETTINGS_KEYS)], SETTINGS_KEYS,
+                  "set prints the settings, one KEY=VALUE a line, in order")
+        tap.equal({k: lines.get(k) for k in SETTINGS_KEYS},
+                  {"mode": "loop", "start": "0.05", "end": "0.2",
+                   "xfade": "5", "gain": "-3", "pan": "0", "voices": "2",
+                   "group": "3"}, "set: the settings as changed")
+    result = ctl.run("get", 0)
+    if check_exit(tap, result, 0, "get 0"):
+        tap.equal((settings_lines(result) or {}).get("mode"), "loop",
+                  "get 0: mode=loop")
+    result = ctl.run("--json", "get", 0)
+    if check_exit(tap, result, 0, "--json get 0"):
+        try:
+            settings = json.loads(result.stdout)
+        except ValueError:
+            settings = {}
+        tap.ok(settings.get("reply") == "/slot/settings"
+               and settings.get("id") == 0 and settings.get("mode") == "loop"
+               and settings.get("voices") == 2
+               and abs(settings.get("gain", 0) + 3) < 1e-6,
+               "--json get 0: one object with the keys as fields",
+               shows(result))
+    result = ctl.run("--json", "set", 1, "pan", "-0.5")
+    if check_exit(tap, result, 0, "--json set 1 pan -0.5"):
+        tap.ok('"pan": -0.5' in result.stdout and result.stdout.count("\n") == 1,
+               "--json set prints the settings as one object", shows(result))
+
+    for args, reason in (
+            (("gain", "20"), "gain must be a number from -60 to 12 dB "
+             "(got 20)"),
+            (("bogus", "1"), "unknown key 'bogus'"),
+            (("mode", "pingpong"), "mode must be oneshot or loop "
+             "(got 'pingpong')"),
+            (("voices", "1.5"), "voices takes a whole number (int32)"),
+            (("start", "0.2", "end", "0.1"), "start (0.2 s) must be before "
+             "end (0.1 s)")):
+        result = ctl.run("set", 0, *args)
+        what = "set 0 " + " ".join(args)
+        if check_exit(tap, result, 1, what):
+            tap.equal((result.stderr.strip(), result.stdout),
+                      (f"flitzictl: /slot/set 0: {reason}", ""),
+                      f"{what}: the reason on stderr, nothing on stdout")
+    result = ctl.run("set", SLOTS, "gain", "0")
+    if check_exit(tap, result, 1, f"set {SLOTS} gain 0"):
+        tap.equal(result.stderr.strip(), f"flitzictl: /slot/set {SLOTS}: "
+                  f"slot {SLOTS} is out of range (0..{SLOTS - 1})",
+                  f"set {SLOTS}: the reason on stderr")
+    result = ctl.run("get", 0)
+    tap.equal((settings_lines(result) or {}).get("gain"), "-3",
+              "a refused set changes nothing")
+
+    # play-exclusive, pause, resume, seek: no reply unless refused.
+    for args in (("play-exclusive", 0, "0.8"), ("play-exclusive", 0, 100),
+                 ("pause", 0), ("resume", 0), ("seek", 0, "0.1"),
+                 ("seek", 0, 0)):
+        result = ctl.run(*args)
+        check_exit(tap, result, 0, " ".join(map(str, args)))
+    for args, reason in ((("play-exclusive", 4, "0.5"), "slot 4 is empty"),
+                         (("play-exclusive", 0, "1.5"),
+                          "velocity 1.5 is not in [0, 1]"),
+                         (("pause", SLOTS), f"slot {SLOTS} is out of range "
+                          f"(0..{SLOTS - 1})"),
+                         (("resume", -1), "slot -1 is out of range "
+                          f"(0..{SLOTS - 1})"),
+                         (("seek", 0, "5"), "position 5 s is not in the "
+                          "sample (0 to 0.25 s)"),
+                         (("seek", 4, "0"), "slot 4 is empty")):
+        result = ctl.run(*args)
+        what = " ".join(map(str, args))
+        address = {"play-exclusive": "/play/exclusive"}.get(args[0],
+                                                            "/" + args[0])
+        if check_exit(tap, result, 1, what):
+            tap.equal(result.stderr.strip(),
+                      f"flitzictl: {address} {args[1]}: {reason}",
+                      f"{what}: the reason on stderr")
+
+    # master: a /fail ,ss names no slot.
+    check_exit(tap, ctl.run("master", "-6"), 0, "master -6")
+    result = ctl.run("master", "20")
+    if check_exit(tap, result, 1, "master 20"):
+        tap.equal(result.stderr.strip(), "flitzictl: /master/gain: gain must "
+                  "be a number from -60 to 12 dB (got 20)",
+                  "master 20: the reason on stderr")
+    check_exit(tap, ctl.run("master", "0"), 0, "master 0")
+
+    # meters: slot 0 loops (set above) while they run.
+    ctl.run("stop")
+    ctl.run("play", 0, "0.5")
+    status, lines = interrupted(ctl, ["--json", "meters", 20],
+                                signal.SIGINT, 0.5)
+    tap.equal(status, 0, "meters exits 0 on SIGINT")
+    try:
+        objects = [json.loads(line) for line in lines]
+    except ValueError:
+        objects = []
+    tap.ok(objects[:1] == [{"reply": "/done", "address": "/meters",
+                            "hz": 20}]
+           and objects[-1:] == [{"reply": "/done", "address": "/meters",
+                                 "hz": 0}],
+           "meters --json: the /done of /meters 20 first, of /meters 0 last",
+           "\n".join(lines[:3] + ["..."] + lines[-2:]))
+    slot_meters = [o for o in objects if o.get("reply") == "/meter/slot"]
+    tap.ok(len(slot_meters) >= 3 and all(
+        o["id"] == 0 and 0 < o["peak"] <= 1 and 0 <= o["position"] < 0.25
+        for o in slot_meters),
+        "meters --json: /meter/slot objects for slot 0 while it loops",
+        "\n".join(lines[:6]))
+
+    status, lines = interrupted(ctl, ["meters", 10], signal.SIGTERM, 0.5)
+    tap.equal(status, 0, "meters exits 0 on SIGTERM")
+    slot_lines = [line for line in lines if line.startswith("slot")]
+    pattern = re.compile(r"^slot +0 \[#+-*\] +-\d+\.\d dBFS +0\.\d{3} s$")
+    tap.ok(slot_lines and all(pattern.match(line) for line in slot_lines),
+           "meters: a line per sounding slot (id, bar, dBFS, position)",
+           "\n".join(lines[:6]))
+    tap.ok(any(re.match(r"^master +\[[#-]+\] +-\d+\.\d dBFS$", line)
+               for line in lines), "meters: a master line",
+           "\n".join(lines[:4]))
+    ctl.run("stop")
+
+    # watch, as text: slot events.
+    status, lines = interrupted(ctl, ["watch"], signal.SIGINT, 0.8,
+                                lambda: ctl.run("play", 2, "0.5"),
+                                ready_on="stderr")
+    tap.equal(status, 0, "watch exits 0 on SIGINT")
+    tap.ok(any(line.endswith("  slot 2 started") for line in lines)
+           and any(line.endswith("  slot 2 stopped") for line in lines),
+           "watch prints 'slot 2 started' and 'slot 2 stopped' (0.5 s later)",
+           "\n".join(lines))
+
+    # reset: the defaults again.
+    check_exit(tap, ctl.run("reset", 0), 0, "reset 0")
+    result = ctl.run("get", 0)
+    tap.equal({k: (settings_lines(result) or {}).get(k)
+               for k in ("mode", "gain", "voices")},
+              {"mode": "oneshot", "gain": "0", "voices": "0"},
+              "after reset 0: the defaults")
+    result = ctl.run("reset", SLOTS)
+    check_exit(tap, result, 1, f"reset {SLOTS}")
 
 
 def main():

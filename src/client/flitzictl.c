@@ -1,9 +1,13 @@
 /*
   flitzictl: control flitzid from the shell.
 
-  Each command sends one OSC request from this program's own socket, so the
-  daemon's reply comes back here, and waits for that reply. The OSC API is
-  described in osc-schema/flitzi-osc.json and docs/osc-api.md.
+  Each command sends its OSC requests from this program's own socket, so the
+  daemon's replies come back here, and waits for the answer. A request
+  without a success reply (/play, /slot/set, ...) is followed by one that has
+  one (/ping, /slot/get): flitzid answers in order, so a /fail comes first or
+  not at all. `watch` and `meters` subscribe, print what arrives until
+  SIGINT or SIGTERM, and unsubscribe. The OSC API is described in
+  osc-schema/flitzi-osc.json and docs/osc-api.md.
 
   Exit status: 0 success, 1 the daemon refused (its reason goes to stderr),
   2 no reply (or the request could not be sent), 64 usage error.
@@ -38,6 +42,11 @@
 #define FL_CTL_MAX_TIMEOUT_MS 3600000
 #define FL_CTL_INBOX_SIZE 64U
 #define FL_CTL_MAX_ARGS 16
+#define FL_CTL_MAX_SETTINGS 32 /* key/value pairs in one /slot/set */
+#define FL_CTL_DEFAULT_METER_HZ 20
+#define FL_CTL_MAX_METER_HZ 60
+#define FL_CTL_METER_WIDTH 24 /* characters of a meter bar */
+#define FL_CTL_METER_FLOOR_DB (-60.0)
 
 /* Exit status (64 is EX_USAGE of sysexits.h). */
 enum {
@@ -79,6 +88,7 @@ static const FlCtlShape fl_ctl_shapes[] = {
     "/load",
     { "address", "id", "frames", "channels", "source_rate" } },
   { "/done", "si", "/notify", { "address", "flag" } },
+  { "/done", "si", "/meters", { "address", "hz" } },
   { "/done", "si", NULL, { "address", "id" } },
   { "/done", "s", NULL, { "address" } },
   { "/fail", "sis", NULL, { "address", "id", "reason" } },
@@ -101,10 +111,31 @@ static const FlCtlShape fl_ctl_shapes[] = {
       "dropped_messages",
       "late_bundles" } },
   { "/event/xrun", "i", NULL, { "total" } },
+  { "/event/started", "i", NULL, { "id" } },
+  { "/event/stopped", "i", NULL, { "id" } },
+  { "/meter/master", "ff", NULL, { "peak_l", "peak_r" } },
+  { "/meter/slot", "iff", NULL, { "id", "peak", "position" } },
 };
 
 /*
-  Set by the SIGINT/SIGTERM handler; read by `watch` after ppoll() returns.
+  How `set` sends a key's value: 's' a string, 'f' a float32, 'i' an int32.
+  A key this table does not know is sent as what its value looks like: an
+  integer as an int32, another number as a float32, else a string.
+*/
+typedef struct {
+  const char* key;
+  char        type;
+} FlCtlKeyType;
+
+static const FlCtlKeyType fl_ctl_key_types[] = {
+  { "mode", 's' },  { "quantize", 's' }, { "start", 'f' }, { "end", 'f' },
+  { "xfade", 'f' }, { "gain", 'f' },     { "pan", 'f' },   { "rate", 'f' },
+  { "bpm", 'f' },   { "voices", 'i' },   { "group", 'i' }, { "keylock", 'i' },
+};
+
+/*
+  Set by the SIGINT/SIGTERM handler; read by `watch` and `meters` after
+  ppoll() returns.
   Relaxed: the flag carries no other data, and both run in the main thread.
 */
 static atomic_bool fl_ctl_interrupted;
@@ -139,12 +170,27 @@ print_help(void)
     "                     loaded (a relative PATH is made absolute here)\n"
     "  play ID VEL        play slot ID at velocity VEL: a gain 0..1 if VEL\n"
     "                     has a '.' or an 'e' (0.8, 1e-1), else MIDI 0..127\n"
+    "  play-exclusive ID VEL\n"
+    "                     play slot ID and fade out every other voice\n"
     "  stop [ID]          fade out the voices of slot ID, or every voice\n"
+    "  pause ID           pause the voices of slot ID\n"
+    "  resume ID          resume the paused voices of slot ID\n"
+    "  seek ID SECONDS    move the voices of slot ID to SECONDS into the "
+    "sample\n"
+    "  set ID KEY VALUE [KEY VALUE]...\n"
+    "                     change settings of slot ID (mode, start, end, "
+    "xfade,\n"
+    "                     gain, pan, voices, group, ...); prints them all\n"
+    "  get ID             print the settings of slot ID, one KEY=VALUE a line\n"
+    "  reset ID           set every setting of slot ID back to its default\n"
+    "  master GAIN_DB     set the master gain, -60..12 dB\n"
     "  unload ID          empty slot ID\n"
     "  query [ID]         describe slot ID, or every slot, as a table\n"
     "  status             print voices, slots, DSP load and error counters\n"
-    "  watch              print load and unload results and xruns until\n"
-    "                     interrupted (Ctrl-C)\n"
+    "  watch              print load and unload results, slots that start\n"
+    "                     and stop, and xruns until interrupted (Ctrl-C)\n"
+    "  meters [HZ]        show a meter per sounding slot, HZ times a second\n"
+    "                     (default 20, at most 60), until interrupted\n"
     "  quit               shut flitzid down\n"
     "\n"
     "Options:\n"
@@ -499,6 +545,20 @@ shape_of(const FlCtlReply* reply)
   the field names of the schema, or {"reply", "types", "args"} for a reply
   this program does not know.
 */
+static bool
+is_settings(const FlCtlReply* reply)
+{
+  const char* const types = reply_types(reply);
+  if (strcmp(reply->path, "/slot/settings") || types[0] != 'i') {
+    return false;
+  }
+  size_t i = 1U;
+  while (types[i] == 's' && types[i + 1U]) {
+    i += 2U;
+  }
+  return types[i] == '\0';
+}
+
 static void
 print_json_reply(const FlCtlReply* reply)
 {
@@ -508,7 +568,16 @@ print_json_reply(const FlCtlReply* reply)
 
   fputs("{\"reply\": ", stdout);
   print_json_string(stdout, reply->path);
-  if (shape) {
+  if (is_settings(reply)) {
+    /* /slot/settings ,i(s*)*: {"id": ID, KEY: VALUE...} */
+    fprintf(stdout, ", \"id\": %" PRId32, arg_int(reply, 0));
+    for (int i = 1; i + 1 < count; i += 2) {
+      fputs(", ", stdout);
+      print_json_string(stdout, arg_string(reply, i));
+      fputs(": ", stdout);
+      print_json_arg(stdout, reply, i + 1);
+    }
+  } else if (shape) {
     for (int i = 0; i < count; ++i) {
       fputs(", ", stdout);
       print_json_string(stdout, shape->names[i]);
@@ -606,6 +675,16 @@ parse_velocity(const char* text, bool* is_gain, float* gain, int32_t* midi)
   char* end = NULL;
   errno     = 0;
   *gain     = strtof(text, &end);
+  return end != text && !*end && errno != ERANGE;
+}
+
+/* A number in any form strtod() reads ("0.5", "-3", "1e-1", "nan"). */
+static bool
+parse_number(const char* text, double* value)
+{
+  char* end = NULL;
+  errno     = 0;
+  *value    = strtod(text, &end);
   return end != text && !*end && errno != ERANGE;
 }
 
@@ -784,8 +863,14 @@ send_unanswered(FlCtl* ctl, const char* address, lo_message message, int32_t id)
   return no_reply(ctl);
 }
 
+/* /play or /play/exclusive. */
 static int
-cmd_play(FlCtl* ctl, int32_t id, bool is_gain, float gain, int32_t midi)
+cmd_play(FlCtl*      ctl,
+         const char* address,
+         int32_t     id,
+         bool        is_gain,
+         float       gain,
+         int32_t     midi)
 {
   lo_message play = lo_message_new();
   lo_message_add_int32(play, id);
@@ -794,7 +879,25 @@ cmd_play(FlCtl* ctl, int32_t id, bool is_gain, float gain, int32_t midi)
   } else {
     lo_message_add_int32(play, midi);
   }
-  return send_unanswered(ctl, "/play", play, id);
+  return send_unanswered(ctl, address, play, id);
+}
+
+static int
+cmd_seek(FlCtl* ctl, int32_t id, double seconds)
+{
+  /* A float64: a position deep into a long sample stays frame-exact. */
+  lo_message seek = lo_message_new();
+  lo_message_add_int32(seek, id);
+  lo_message_add_double(seek, seconds);
+  return send_unanswered(ctl, "/seek", seek, id);
+}
+
+static int
+cmd_master(FlCtl* ctl, float gain_db)
+{
+  lo_message master = lo_message_new();
+  lo_message_add_float(master, gain_db);
+  return send_unanswered(ctl, "/master/gain", master, -1);
 }
 
 static int
@@ -825,6 +928,169 @@ cmd_done(FlCtl*      ctl,
     refused(ctl, &reply);
   }
   reply_free(&reply);
+  return status;
+}
+
+/* Slot settings */
+
+/* Print a /slot/settings reply: KEY=VALUE lines, or one JSON object. */
+static void
+print_settings(const FlCtl* ctl, const FlCtlReply* reply)
+{
+  if (ctl->json) {
+    print_json_reply(reply);
+    return;
+  }
+  const int count = lo_message_get_argc(reply->message);
+  for (int i = 1; i + 1 < count; i += 2) {
+    const char type = reply_types(reply)[i + 1];
+    printf("%s=", arg_string(reply, i));
+    if (type == 's') {
+      fputs(arg_string(reply, i + 1), stdout);
+    } else if (type == 'i') {
+      printf("%" PRId32, arg_int(reply, i + 1));
+    } else if (type == 'f') {
+      printf("%g", (double)arg_float(reply, i + 1));
+    } else {
+      print_json_arg(stdout, reply, i + 1);
+    }
+    fputc('\n', stdout);
+  }
+  fflush(stdout);
+}
+
+static bool
+settings_of(const FlCtlReply* reply, int32_t id)
+{
+  return is_settings(reply) && arg_int(reply, 0) == id;
+}
+
+/*
+  Wait for the answer to a /slot/get about `id` sent after `address`: a
+  /fail of either request or the settings. Returns FL_CTL_OK with `reply`
+  set to the settings, FL_CTL_REFUSED with the first /fail, or
+  FL_CTL_NO_REPLY. After a /fail of `address` the /slot/get's own answer is
+  waited for too, so that it is not left behind for the port's next user.
+*/
+static int
+await_settings(FlCtl* ctl, const char* address, int32_t id, FlCtlReply* reply)
+{
+  const int64_t deadline_ms = now_ms() + ctl->timeout_ms;
+  while (next_reply(ctl, deadline_ms, reply)) {
+    if (settings_of(reply, id) || answers(reply, "/slot/get", NULL, id)) {
+      return strcmp(reply->path, "/fail") ? FL_CTL_OK : FL_CTL_REFUSED;
+    }
+    if (address && answers(reply, address, NULL, id)) {
+      FlCtlReply after = { "", NULL };
+      while (next_reply(ctl, deadline_ms, &after)) {
+        const bool last =
+          settings_of(&after, id) || answers(&after, "/slot/get", NULL, id);
+        reply_free(&after);
+        if (last) {
+          break;
+        }
+      }
+      return FL_CTL_REFUSED;
+    }
+    reply_free(reply);
+  }
+  return no_reply(ctl);
+}
+
+static int
+cmd_get(FlCtl* ctl, int32_t id)
+{
+  FlCtlReply reply  = { "", NULL };
+  int        status = send_request(ctl, "/slot/get", message_of_ints(1, id, 0))
+                        ? await_settings(ctl, NULL, id, &reply)
+                        : FL_CTL_NO_REPLY;
+  if (status == FL_CTL_OK) {
+    print_settings(ctl, &reply);
+  } else if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+  }
+  if (status != FL_CTL_NO_REPLY) {
+    reply_free(&reply);
+  }
+  return status;
+}
+
+/* The wire type of `key`'s value (see fl_ctl_key_types), or 0 if unknown. */
+static char
+key_type(const char* key)
+{
+  for (size_t i = 0; i < sizeof(fl_ctl_key_types) / sizeof(fl_ctl_key_types[0]);
+       ++i) {
+    if (!strcmp(fl_ctl_key_types[i].key, key)) {
+      return fl_ctl_key_types[i].type;
+    }
+  }
+  return 0;
+}
+
+/*
+  Add `text` as the value of `key` to `message`. Returns false if a number
+  key's value is no number. An int key's value that is a number but not an
+  integer is sent as a float, so that flitzid's reason says what it takes.
+*/
+static bool
+add_setting_value(lo_message message, const char* key, const char* text)
+{
+  const char type   = key_type(key);
+  int32_t    whole  = 0;
+  double     number = 0.0;
+  const bool is_int = parse_int32(text, &whole);
+  const bool is_num = parse_number(text, &number);
+
+  if (type == 's' || (!type && !is_num)) {
+    lo_message_add_string(message, text);
+  } else if ((type == 'i' || !type) && is_int) {
+    lo_message_add_int32(message, whole);
+  } else if (is_num) {
+    lo_message_add_float(message, (float)number);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+/*
+  /slot/set has no success reply, so a /slot/get follows it: flitzid
+  answers in order, and either the /fail of the set or the settings after
+  it come back first.
+*/
+static int
+cmd_set(FlCtl* ctl, int32_t id, char** pairs, int count)
+{
+  lo_message set = lo_message_new();
+  lo_message_add_int32(set, id);
+  for (int i = 0; i + 1 < count; i += 2) {
+    lo_message_add_string(set, pairs[i]);
+    if (!add_setting_value(set, pairs[i], pairs[i + 1])) {
+      lo_message_free(set);
+      char detail[160];
+      snprintf(detail,
+               sizeof(detail),
+               "VALUE of '%.32s' must be a number: '%.64s'",
+               pairs[i],
+               pairs[i + 1]);
+      return usage_error("%s", detail);
+    }
+  }
+
+  FlCtlReply reply  = { "", NULL };
+  int        status = send_request(ctl, "/slot/set", set) &&
+                   send_request(ctl, "/slot/get", message_of_ints(1, id, 0))
+                        ? await_settings(ctl, "/slot/set", id, &reply)
+                        : FL_CTL_NO_REPLY;
+  if (status == FL_CTL_OK) {
+    print_settings(ctl, &reply);
+  } else if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+  }
+  if (status != FL_CTL_NO_REPLY) {
+    reply_free(&reply);
+  }
   return status;
 }
 
@@ -1088,6 +1354,10 @@ print_event(const FlCtl* ctl, const FlCtlReply* event)
   printf("%s  ", stamp);
   if (reply_is(event, "/event/xrun", "i")) {
     printf("xrun (%" PRId32 " in total)\n", arg_int(event, 0));
+  } else if (reply_is(event, "/event/started", "i")) {
+    printf("slot %" PRId32 " started\n", arg_int(event, 0));
+  } else if (reply_is(event, "/event/stopped", "i")) {
+    printf("slot %" PRId32 " stopped\n", arg_int(event, 0));
   } else if (reply_is(event, "/done", "siiii")) {
     printf("%s %" PRId32 ": %" PRId32 " frames, %" PRId32
            " channel%s, source rate %" PRId32 " Hz\n",
@@ -1111,21 +1381,21 @@ print_event(const FlCtl* ctl, const FlCtlReply* event)
 }
 
 /*
-  Subscribe, print events until SIGINT or SIGTERM, unsubscribe. The signals
-  are blocked except inside ppoll(), so one that arrives between two waits is
-  not lost: ppoll() returns EINTR at once and the flag is then set.
+  Catch SIGINT and SIGTERM for a command that runs until interrupted. The
+  signals are blocked except inside ppoll() with `waiting`, so one that
+  arrives between two waits is not lost: ppoll() returns EINTR at once and
+  the flag is then set.
 */
-static int
-cmd_watch(FlCtl* ctl)
+static void
+catch_interrupts(sigset_t* waiting)
 {
   sigset_t blocked;
-  sigset_t waiting;
   sigemptyset(&blocked);
   sigaddset(&blocked, SIGINT);
   sigaddset(&blocked, SIGTERM);
-  sigprocmask(SIG_BLOCK, &blocked, &waiting);
-  sigdelset(&waiting, SIGINT);
-  sigdelset(&waiting, SIGTERM);
+  sigprocmask(SIG_BLOCK, &blocked, waiting);
+  sigdelset(waiting, SIGINT);
+  sigdelset(waiting, SIGTERM);
 
   struct sigaction action;
   memset(&action, 0, sizeof(action));
@@ -1133,6 +1403,80 @@ cmd_watch(FlCtl* ctl)
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, NULL);
   sigaction(SIGTERM, &action, NULL);
+}
+
+/*
+  Wait for messages until interrupted, handing each to `take`. Returns
+  false if polling failed.
+*/
+static bool
+receive_until_interrupted(FlCtl*          ctl,
+                          const sigset_t* waiting,
+                          void (*take)(FlCtl* ctl, const FlCtlReply* message),
+                          void (*batch_done)(FlCtl* ctl))
+{
+  FlCtlReply    message     = { "", NULL };
+  struct pollfd socket_poll = { lo_server_get_socket_fd(ctl->server),
+                                POLLIN,
+                                0 };
+  while (!atomic_load_explicit(&fl_ctl_interrupted, memory_order_relaxed)) {
+    const bool any = ctl->inbox_count > 0U;
+    while (ctl->inbox_count) {
+      next_reply(ctl, 0, &message);
+      take(ctl, &message);
+      reply_free(&message);
+    }
+    if (any && batch_done) {
+      batch_done(ctl);
+    }
+    const int ready = ppoll(&socket_poll, 1, NULL, waiting);
+    if (ready > 0) {
+      lo_server_recv_noblock(ctl->server, 0);
+    } else if (ready < 0 && errno != EINTR) {
+      fprintf(stderr, "flitzictl: poll: %s\n", strerror(errno));
+      return false;
+    }
+  }
+  return true;
+}
+
+static void
+take_event(FlCtl* ctl, const FlCtlReply* event)
+{
+  print_event(ctl, event);
+}
+
+/*
+  Undo a subscription (`address` with `off`, /notify 0 or /meters 0) and
+  wait for its /done; what else arrives meanwhile is dropped.
+*/
+static int
+unsubscribe(FlCtl* ctl, const char* address, lo_message off)
+{
+  if (!send_request(ctl, address, off)) {
+    return FL_CTL_NO_REPLY;
+  }
+  FlCtlReply    reply       = { "", NULL };
+  const int64_t deadline_ms = now_ms() + ctl->timeout_ms;
+  while (next_reply(ctl, deadline_ms, &reply)) {
+    const bool done = answers(&reply, address, "/done", -1);
+    if (done && ctl->json) {
+      print_json_reply(&reply);
+    }
+    reply_free(&reply);
+    if (done) {
+      return FL_CTL_OK;
+    }
+  }
+  return no_reply(ctl);
+}
+
+/* Subscribe, print events until SIGINT or SIGTERM, unsubscribe. */
+static int
+cmd_watch(FlCtl* ctl)
+{
+  sigset_t waiting;
+  catch_interrupts(&waiting);
 
   FlCtlReply reply = { "", NULL };
   int        status =
@@ -1153,40 +1497,138 @@ cmd_watch(FlCtl* ctl)
             ctl->port);
   }
 
-  struct pollfd socket_poll = { lo_server_get_socket_fd(ctl->server),
-                                POLLIN,
-                                0 };
-  while (!atomic_load_explicit(&fl_ctl_interrupted, memory_order_relaxed)) {
-    while (ctl->inbox_count) {
-      next_reply(ctl, 0, &reply);
-      print_event(ctl, &reply);
-      reply_free(&reply);
+  receive_until_interrupted(ctl, &waiting, take_event, NULL);
+  return unsubscribe(ctl, "/notify", message_of_ints(1, 0, 0));
+}
+
+/* Meters */
+
+/* What `meters` shows: the latest bundle, drawn when it is complete. */
+typedef struct {
+  bool terminal; /* stdout is a terminal: redraw in place */
+  int  lines;    /* lines drawn last time, to move back over */
+  char frame[64][96];
+  int  frame_lines;
+} FlCtlMeterView;
+
+static FlCtlMeterView fl_ctl_meter_view;
+
+static double
+peak_db(float peak)
+{
+  return peak > 0.0f ? 20.0 * log10((double)peak) : -INFINITY;
+}
+
+/* "[#######-----------------] -23.1 dBFS": a bar from -60 to 0 dBFS. */
+static void
+format_meter(char* text, size_t size, float peak)
+{
+  const double db     = peak_db(peak);
+  double       filled = (db - FL_CTL_METER_FLOOR_DB) / -FL_CTL_METER_FLOOR_DB;
+  filled              = filled < 0.0 ? 0.0 : filled > 1.0 ? 1.0 : filled;
+  const int cells     = (int)lround(filled * FL_CTL_METER_WIDTH);
+
+  char bar[FL_CTL_METER_WIDTH + 1];
+  for (int i = 0; i < FL_CTL_METER_WIDTH; ++i) {
+    bar[i] = i < cells ? '#' : '-';
+  }
+  bar[FL_CTL_METER_WIDTH] = '\0';
+  if (isfinite(db)) {
+    snprintf(text, size, "[%s] %6.1f dBFS", bar, db);
+  } else {
+    snprintf(text, size, "[%s]   -inf dBFS", bar);
+  }
+}
+
+static void
+add_meter_line(FlCtlMeterView* view, const char* line)
+{
+  const int max = (int)(sizeof(view->frame) / sizeof(view->frame[0]));
+  if (view->frame_lines < max) {
+    snprintf(
+      view->frame[view->frame_lines++], sizeof(view->frame[0]), "%s", line);
+  }
+}
+
+static void
+take_meter(FlCtl* ctl, const FlCtlReply* message)
+{
+  FlCtlMeterView* const view = &fl_ctl_meter_view;
+  char                  meter[64];
+  char                  line[96];
+
+  if (ctl->json) {
+    if (reply_is(message, "/meter/master", "ff") ||
+        reply_is(message, "/meter/slot", "iff")) {
+      print_json_reply(message);
     }
-    const int ready = ppoll(&socket_poll, 1, NULL, &waiting);
-    if (ready > 0) {
-      lo_server_recv_noblock(ctl->server, 0);
-    } else if (ready < 0 && errno != EINTR) {
-      fprintf(stderr, "flitzictl: poll: %s\n", strerror(errno));
-      break;
-    }
+    return;
+  }
+  if (reply_is(message, "/meter/master", "ff")) {
+    /* A bundle starts with the master: what came before is one frame. */
+    const float left  = arg_float(message, 0);
+    const float right = arg_float(message, 1);
+    format_meter(meter, sizeof(meter), left > right ? left : right);
+    snprintf(line, sizeof(line), "master   %s", meter);
+    view->frame_lines = 0;
+    add_meter_line(view, line);
+  } else if (reply_is(message, "/meter/slot", "iff")) {
+    format_meter(meter, sizeof(meter), arg_float(message, 1));
+    snprintf(line,
+             sizeof(line),
+             "slot %3" PRId32 " %s %9.3f s",
+             arg_int(message, 0),
+             meter,
+             (double)arg_float(message, 2));
+    add_meter_line(view, line);
+  }
+}
+
+/* Draw the frame: over the last one on a terminal, else appended. */
+static void
+draw_meters(FlCtl* ctl)
+{
+  FlCtlMeterView* const view = &fl_ctl_meter_view;
+  if (ctl->json || !view->frame_lines) {
+    return;
+  }
+  if (view->terminal && view->lines) {
+    printf("\033[%dA\033[J", view->lines); /* up, and clear to the end */
+  }
+  for (int i = 0; i < view->frame_lines; ++i) {
+    puts(view->frame[i]);
+  }
+  fflush(stdout);
+  view->lines       = view->frame_lines;
+  view->frame_lines = 0;
+}
+
+/*
+  Ask for `hz` meter bundles a second, show them until SIGINT or SIGTERM,
+  then turn them off again (/meters 0).
+*/
+static int
+cmd_meters(FlCtl* ctl, int32_t hz)
+{
+  sigset_t waiting;
+  catch_interrupts(&waiting);
+  fl_ctl_meter_view.terminal = isatty(STDOUT_FILENO);
+
+  FlCtlReply reply = { "", NULL };
+  int        status =
+    request(ctl, "/meters", message_of_ints(1, hz, 0), "/done", -1, &reply);
+  if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+  } else if (status == FL_CTL_OK && ctl->json) {
+    print_json_reply(&reply); /* Tells a reader that meters will follow */
+  }
+  reply_free(&reply);
+  if (status != FL_CTL_OK) {
+    return status;
   }
 
-  /* Unsubscribe; events that still arrive in between are dropped. */
-  if (!send_request(ctl, "/notify", message_of_ints(1, 0, 0))) {
-    return FL_CTL_NO_REPLY;
-  }
-  const int64_t deadline_ms = now_ms() + ctl->timeout_ms;
-  while (next_reply(ctl, deadline_ms, &reply)) {
-    const bool done = answers(&reply, "/notify", "/done", -1);
-    if (done && ctl->json) {
-      print_json_reply(&reply);
-    }
-    reply_free(&reply);
-    if (done) {
-      return FL_CTL_OK;
-    }
-  }
-  return no_reply(ctl);
+  receive_until_interrupted(ctl, &waiting, take_meter, draw_meters);
+  return unsubscribe(ctl, "/meters", message_of_ints(1, 0, 0));
 }
 
 /* Command-line dispatch */
@@ -1196,14 +1638,32 @@ typedef struct {
   int         min_args;
   int         max_args;
   const char* args;
+  bool        takes_slot; /* Its first argument is a slot ID */
 } FlCtlCommand;
 
 static const FlCtlCommand fl_ctl_commands[] = {
-  { "ping", 0, 0, "" },        { "load", 2, 2, " ID PATH" },
-  { "play", 2, 2, " ID VEL" }, { "stop", 0, 1, " [ID]" },
-  { "unload", 1, 1, " ID" },   { "query", 0, 1, " [ID]" },
-  { "status", 0, 0, "" },      { "watch", 0, 0, "" },
-  { "quit", 0, 0, "" },
+  { "ping", 0, 0, "", false },
+  { "load", 2, 2, " ID PATH", true },
+  { "play", 2, 2, " ID VEL", true },
+  { "play-exclusive", 2, 2, " ID VEL", true },
+  { "stop", 0, 1, " [ID]", true },
+  { "pause", 1, 1, " ID", true },
+  { "resume", 1, 1, " ID", true },
+  { "seek", 2, 2, " ID SECONDS", true },
+  { "set",
+    3,
+    1 + 2 * FL_CTL_MAX_SETTINGS,
+    " ID KEY VALUE [KEY VALUE]...",
+    true },
+  { "get", 1, 1, " ID", true },
+  { "reset", 1, 1, " ID", true },
+  { "master", 1, 1, " GAIN_DB", false },
+  { "unload", 1, 1, " ID", true },
+  { "query", 0, 1, " [ID]", true },
+  { "status", 0, 0, "", false },
+  { "watch", 0, 0, "", false },
+  { "meters", 0, 1, " [HZ]", false },
+  { "quit", 0, 0, "", false },
 };
 
 static int
@@ -1212,8 +1672,7 @@ run(FlCtl* ctl, const FlCtlCommand* command, char** args, int count)
   const char* const name = command->name;
   int32_t           id   = 0;
 
-  /* Every command that takes arguments takes a slot ID first. */
-  if (count > 0 && !parse_slot(args[0], &id)) {
+  if (command->takes_slot && count > 0 && !parse_slot(args[0], &id)) {
     return usage_error("ID must be an integer: '%s'", args[0]);
   }
 
@@ -1223,7 +1682,7 @@ run(FlCtl* ctl, const FlCtlCommand* command, char** args, int count)
   if (!strcmp(name, "load")) {
     return cmd_load(ctl, id, args[1]);
   }
-  if (!strcmp(name, "play")) {
+  if (!strcmp(name, "play") || !strcmp(name, "play-exclusive")) {
     bool    is_gain = false;
     float   gain    = 0.0f;
     int32_t midi    = 0;
@@ -1231,10 +1690,54 @@ run(FlCtl* ctl, const FlCtlCommand* command, char** args, int count)
       return usage_error("VEL must be a number (0..1 or 0..127): '%s'",
                          args[1]);
     }
-    return cmd_play(ctl, id, is_gain, gain, midi);
+    return cmd_play(ctl,
+                    strcmp(name, "play") ? "/play/exclusive" : "/play",
+                    id,
+                    is_gain,
+                    gain,
+                    midi);
   }
   if (!strcmp(name, "stop")) {
     return cmd_stop(ctl, count == 0, id);
+  }
+  if (!strcmp(name, "pause") || !strcmp(name, "resume") ||
+      !strcmp(name, "reset")) {
+    const char* const address = !strcmp(name, "pause")    ? "/pause"
+                                : !strcmp(name, "resume") ? "/resume"
+                                                          : "/slot/reset";
+    return send_unanswered(ctl, address, message_of_ints(1, id, 0), id);
+  }
+  if (!strcmp(name, "seek")) {
+    double seconds = 0.0;
+    if (!parse_number(args[1], &seconds)) {
+      return usage_error("SECONDS must be a number: '%s'", args[1]);
+    }
+    return cmd_seek(ctl, id, seconds);
+  }
+  if (!strcmp(name, "set")) {
+    if (count % 2 == 0) {
+      return usage_error("KEY '%s' has no VALUE", args[count - 1]);
+    }
+    return cmd_set(ctl, id, args + 1, count - 1);
+  }
+  if (!strcmp(name, "get")) {
+    return cmd_get(ctl, id);
+  }
+  if (!strcmp(name, "master")) {
+    double gain_db = 0.0;
+    if (!parse_number(args[0], &gain_db)) {
+      return usage_error("GAIN_DB must be a number: '%s'", args[0]);
+    }
+    return cmd_master(ctl, (float)gain_db);
+  }
+  if (!strcmp(name, "meters")) {
+    int32_t hz = FL_CTL_DEFAULT_METER_HZ;
+    if (count > 0 &&
+        (!parse_int32(args[0], &hz) || hz < 1 || hz > FL_CTL_MAX_METER_HZ)) {
+      return usage_error("HZ must be a whole number from 1 to 60: '%s'",
+                         args[0]);
+    }
+    return cmd_meters(ctl, hz);
   }
   if (!strcmp(name, "unload")) {
     return cmd_done(ctl, "/unload", message_of_ints(1, id, 0), id, "unloaded");
