@@ -47,6 +47,7 @@ SCHEMA = os.path.join(ROOT, "osc-schema", "flitzi-osc.json")
 SLOTS = 8
 EMPTY = SLOTS - 1  # Never loaded by this test
 VOICES = 12  # --voices, the top of the voices key
+BUSES = 2  # --buses: the bus key takes 0..BUSES - 1
 TONE_SECONDS = 3.0  # Long enough for the examples' regions and seeks
 
 
@@ -411,7 +412,8 @@ def check_settings(tap, schema, daemon, wav_path):
                 continue
 
             low = key["min"]
-            high = VOICES if key["max"] == "--voices" else key["max"]
+            high = {"--voices": VOICES,
+                    "--buses - 1": BUSES - 1}.get(key["max"], key["max"])
             tags = ["i"] if key["type"] == "i" else ["f", "d", "i"]
             for value in (low, high):
                 for tag in tags:
@@ -537,6 +539,26 @@ def check_events(tap, schema, daemon, short_path):
         tap.ok(event(stopped["path"], 1.0) is not None,
                "a stopped loop sends /event/stopped")
         watcher.send("/slot/reset", "i", [slot])
+
+        # /release ends a held loop, and nothing else.
+        keys = [k["name"] for k in schema["slot_settings"]["keys"]]
+        if "hold" in keys and any(a["path"] == "/release"
+                                  for a in schema["addresses"]):
+            watcher.send("/slot/set", "isssi", [slot, "mode", "loop",
+                                                "hold", 0])
+            watcher.send("/play", "if", [slot, 0.5])
+            event(started["path"], 2.0)
+            watcher.send("/release", "i", [slot])
+            late = event(stopped["path"], 0.3)
+            tap.ok(late is None, "/release leaves a slot without hold alone",
+                   describe(late))
+            watcher.send("/slot/set", "isi", [slot, "hold", 1])
+            watcher.send("/release", "i", [slot])
+            tap.ok(event(stopped["path"], 1.0) is not None,
+                   "/release ends a slot with hold 1")
+            watcher.send("/stop", "i", [slot])
+            watcher.send("/slot/reset", "i", [slot])
+            event(stopped["path"], 0.2)
 
         for address in schema["addresses"]:
             if address["bundle"]["timing"] != "honoured" or not (
@@ -860,7 +882,8 @@ def main():
         return tap.finish()
 
     with Daemon(flitzid, "schema", slots=SLOTS,
-                extra_args=["--voices", str(VOICES)]) as daemon:
+                extra_args=["--voices", str(VOICES),
+                            "--buses", str(BUSES)]) as daemon:
         wav_path = os.path.join(daemon.workdir, "tone.wav")
         write_wav(wav_path, seconds=TONE_SECONDS)
         short_path = os.path.join(daemon.workdir, "short.wav")
