@@ -278,8 +278,15 @@ def check_daemon(tap, ctl, daemon, samples):
     tap.equal(daemon.wait_exit(10.0), 0, "flitzid exits 0 after quit")
 
 
-SETTINGS_KEYS = ["mode", "start", "end", "xfade", "gain", "pan", "voices",
-                 "group"]  # The first keys of /slot/get, in its order
+SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "osc-schema", "flitzi-osc.json")
+with open(SCHEMA, encoding="utf-8") as schema_file:
+    # Every key of /slot/get, in its order (the schema test checks the
+    # daemon against this list).
+    SETTINGS_KEYS = [k["name"] for k in
+                     json.load(schema_file)["slot_settings"]["keys"]]
+CHANGED = {"mode": "loop", "start": "0.05", "end": "0.2", "xfade": "5",
+           "gain": "-3", "pan": "0", "voices": "2", "group": "3"}
 
 
 def settings_lines(result):
@@ -322,12 +329,10 @@ def check_pads(tap, ctl, daemon, samples):
                      "xfade", "5", "gain", "-3", "voices", "2", "group", "3")
     if check_exit(tap, result, 0, "set 0 mode loop start 0.05 end 0.2 ..."):
         lines = settings_lines(result) or {}
-        tap.equal(list(lines)[:len(SETTINGS_KEYS)], SETTINGS_KEYS,
-                  "set prints the settings, one KEY=VALUE a line, in order")
-        tap.equal({k: lines.get(k) for k in SETTINGS_KEYS},
-                  {"mode": "loop", "start": "0.05", "end": "0.2",
-                   "xfade": "5", "gain": "-3", "pan": "0", "voices": "2",
-                   "group": "3"}, "set: the settings as changed")
+        tap.equal(list(lines), SETTINGS_KEYS,
+                  "set prints every setting, one KEY=VALUE a line, in order")
+        tap.equal({k: lines.get(k) for k in CHANGED}, CHANGED,
+                  "set: the settings as changed")
     result = ctl.run("get", 0)
     if check_exit(tap, result, 0, "get 0"):
         tap.equal((settings_lines(result) or {}).get("mode"), "loop",
@@ -375,7 +380,8 @@ def check_pads(tap, ctl, daemon, samples):
 
     # play-exclusive, pause, resume, seek: no reply unless refused.
     for args in (("play-exclusive", 0, "0.8"), ("play-exclusive", 0, 100),
-                 ("pause", 0), ("resume", 0), ("seek", 0, "0.1"),
+                 ("pause", 0), ("resume", 0), ("release", 0),
+                 ("seek", 0, "0.1"),
                  ("seek", 0, 0)):
         result = ctl.run(*args)
         check_exit(tap, result, 0, " ".join(map(str, args)))
@@ -385,6 +391,8 @@ def check_pads(tap, ctl, daemon, samples):
                          (("pause", SLOTS), f"slot {SLOTS} is out of range "
                           f"(0..{SLOTS - 1})"),
                          (("resume", -1), "slot -1 is out of range "
+                          f"(0..{SLOTS - 1})"),
+                         (("release", SLOTS), f"slot {SLOTS} is out of range "
                           f"(0..{SLOTS - 1})"),
                          (("seek", 0, "5"), "position 5 s is not in the "
                           "sample (0 to 0.25 s)"),

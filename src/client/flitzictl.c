@@ -128,9 +128,11 @@ typedef struct {
 } FlCtlKeyType;
 
 static const FlCtlKeyType fl_ctl_key_types[] = {
-  { "mode", 's' },  { "quantize", 's' }, { "start", 'f' }, { "end", 'f' },
-  { "xfade", 'f' }, { "gain", 'f' },     { "pan", 'f' },   { "rate", 'f' },
-  { "bpm", 'f' },   { "voices", 'i' },   { "group", 'i' }, { "keylock", 'i' },
+  { "mode", 's' },  { "quantize", 's' }, { "start", 'f' },  { "end", 'f' },
+  { "xfade", 'f' }, { "gain", 'f' },     { "pan", 'f' },    { "rate", 'f' },
+  { "bpm", 'f' },   { "voices", 'i' },   { "group", 'i' },  { "keylock", 'i' },
+  { "hold", 'i' },  { "eq_low", 'f' },   { "eq_mid", 'f' }, { "eq_high", 'f' },
+  { "bus", 'i' },
 };
 
 /*
@@ -173,6 +175,7 @@ print_help(void)
     "  play-exclusive ID VEL\n"
     "                     play slot ID and fade out every other voice\n"
     "  stop [ID]          fade out the voices of slot ID, or every voice\n"
+    "  release ID         end the voices of slot ID if it has hold 1\n"
     "  pause ID           pause the voices of slot ID\n"
     "  resume ID          resume the paused voices of slot ID\n"
     "  seek ID SECONDS    move the voices of slot ID to SECONDS into the "
@@ -1647,6 +1650,7 @@ static const FlCtlCommand fl_ctl_commands[] = {
   { "play", 2, 2, " ID VEL", true },
   { "play-exclusive", 2, 2, " ID VEL", true },
   { "stop", 0, 1, " [ID]", true },
+  { "release", 1, 1, " ID", true },
   { "pause", 1, 1, " ID", true },
   { "resume", 1, 1, " ID", true },
   { "seek", 2, 2, " ID SECONDS", true },
@@ -1701,10 +1705,11 @@ run(FlCtl* ctl, const FlCtlCommand* command, char** args, int count)
     return cmd_stop(ctl, count == 0, id);
   }
   if (!strcmp(name, "pause") || !strcmp(name, "resume") ||
-      !strcmp(name, "reset")) {
-    const char* const address = !strcmp(name, "pause")    ? "/pause"
-                                : !strcmp(name, "resume") ? "/resume"
-                                                          : "/slot/reset";
+      !strcmp(name, "release") || !strcmp(name, "reset")) {
+    const char* const address = !strcmp(name, "pause")     ? "/pause"
+                                : !strcmp(name, "resume")  ? "/resume"
+                                : !strcmp(name, "release") ? "/release"
+                                                           : "/slot/reset";
     return send_unanswered(ctl, address, message_of_ints(1, id, 0), id);
   }
   if (!strcmp(name, "seek")) {
