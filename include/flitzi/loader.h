@@ -10,6 +10,7 @@
 #ifndef FLITZI_LOADER_H
 #define FLITZI_LOADER_H
 
+#include <flitzi/analysis.h>
 #include <flitzi/bank.h>
 #include <flitzi/decode.h>
 #include <flitzi/engine.h>
@@ -25,10 +26,12 @@ typedef struct FlLoaderImpl FlLoader;
 #define FL_LOADER_CONTEXT_SIZE 160U
 
 typedef enum {
-  FL_REQUEST_LOAD,    /**< Load a file into a slot */
-  FL_REQUEST_UNLOAD,  /**< Empty a slot */
-  FL_REQUEST_RELOAD,  /**< Load a slot's file again at the current rate */
-  FL_REQUEST_STRETCH, /**< Render a slot's region for key lock */
+  FL_REQUEST_LOAD,     /**< Load a file into a slot */
+  FL_REQUEST_UNLOAD,   /**< Empty a slot */
+  FL_REQUEST_RELOAD,   /**< Load a slot's file again at the current rate */
+  FL_REQUEST_STRETCH,  /**< Render a slot's region for key lock */
+  FL_REQUEST_ANALYZE,  /**< Find a slot's tempo (analysis.h) */
+  FL_REQUEST_WAVEFORM, /**< A min/max overview of a slot's first channel */
 } FlRequestType;
 
 /** The outcome of one request, as passed to the callback. */
@@ -40,6 +43,9 @@ typedef struct {
   uint32_t      channels;
   uint32_t      source_rate;
   char          reason[512]; /**< A sentence for the user when status != 0 */
+  FlTempo       tempo;       /**< FL_REQUEST_ANALYZE */
+  uint32_t      points;      /**< FL_REQUEST_WAVEFORM: pairs in `pairs`, */
+  const float*  pairs;       /**< (min, max) each; valid in the callback */
   unsigned char context[FL_LOADER_CONTEXT_SIZE]; /**< As given */
 } FlLoadResult;
 
@@ -98,6 +104,28 @@ FlStatus fl_loader_stretch(FlLoader* loader,
                            uint32_t  start,
                            uint32_t  end,
                            bool      loop);
+
+/**
+   Queue a tempo analysis of the sample in `slot`; the result comes to the
+   callback (FL_REQUEST_ANALYZE) with `context`. Returns as
+   fl_loader_load(). Any non-RT thread.
+*/
+FlStatus fl_loader_analyze(FlLoader*   loader,
+                           uint32_t    slot,
+                           const void* context,
+                           size_t      context_size);
+
+/**
+   Queue a waveform overview of `points` (1..2048) pairs over [start, end)
+   seconds of the sample in `slot` (end 0: its end); as fl_loader_analyze().
+*/
+FlStatus fl_loader_waveform(FlLoader*   loader,
+                            uint32_t    slot,
+                            uint32_t    points,
+                            double      start,
+                            double      end,
+                            const void* context,
+                            size_t      context_size);
 
 /**
    Prepare samples for `sample_rate` from now on, and if it differs from the

@@ -2,7 +2,9 @@
 
 #include <flitzi/log.h>
 
+#include <arpa/inet.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -917,6 +919,86 @@ on_bpmlock(void*            data,
   }
 }
 
+/* Analysis (§6) */
+
+static void
+on_analyze(void*            data,
+           FlOscServer*     server,
+           const FlOscPeer* peer,
+           const char*      types,
+           lo_arg* const*   argv,
+           lo_timetag       time)
+{
+  (void)types;
+  (void)time;
+  FlApi* const  api  = (FlApi*)data;
+  const int32_t slot = arg_int(argv[0]);
+  if (!check_slot(api, server, peer, "/analyze", slot)) {
+    return;
+  }
+  char reason[64];
+  if (slot_length(api, (uint32_t)slot) <= 0.0) {
+    snprintf(reason, sizeof(reason), "slot %d is empty", slot);
+    fail_slot(server, peer, "/analyze", slot, reason);
+    return;
+  }
+  const FlStatus status =
+    api->loader
+      ? fl_loader_analyze(api->loader, (uint32_t)slot, peer, sizeof(*peer))
+      : FL_ERR_QUEUE_FULL;
+  fail_request(server, peer, "/analyze", slot, status);
+}
+
+static void
+on_waveform(void*            data,
+            FlOscServer*     server,
+            const FlOscPeer* peer,
+            const char*      types,
+            lo_arg* const*   argv,
+            lo_timetag       time)
+{
+  (void)time;
+  FlApi* const  api    = (FlApi*)data;
+  const int32_t slot   = arg_int(argv[0]);
+  const int32_t points = arg_int(argv[1]);
+  const double  start  = arg_number(types[2], argv[2]);
+  const double  end    = arg_number(types[3], argv[3]);
+  if (!check_slot(api, server, peer, "/waveform", slot)) {
+    return;
+  }
+  char         reason[128];
+  const double length = slot_length(api, (uint32_t)slot);
+  if (length <= 0.0) {
+    snprintf(reason, sizeof(reason), "slot %d is empty", slot);
+  } else if (points < 1 || points > 2048) {
+    snprintf(reason, sizeof(reason), "points %d is not in 1..2048", points);
+  } else if (!(start >= 0.0 && start < length)) {
+    snprintf(reason,
+             sizeof(reason),
+             "start %g s is not in the sample (0 to %g s)",
+             start,
+             length);
+  } else if (!(end == 0.0 || (end > start && end <= length * (1.0 + 1e-7)))) {
+    snprintf(reason,
+             sizeof(reason),
+             "end %g s must be 0 (the end) or after start and at most %g s",
+             end,
+             length);
+  } else {
+    const FlStatus status = api->loader ? fl_loader_waveform(api->loader,
+                                                             (uint32_t)slot,
+                                                             (uint32_t)points,
+                                                             start,
+                                                             end,
+                                                             peer,
+                                                             sizeof(*peer))
+                                        : FL_ERR_QUEUE_FULL;
+    fail_request(server, peer, "/waveform", slot, status);
+    return;
+  }
+  fail_slot(server, peer, "/waveform", slot, reason);
+}
+
 /* Transport and tempo (§3) */
 
 /* Under --transport jack the tempo and bar are the timebase master's. */
@@ -1068,6 +1150,7 @@ static const char* const forms_slot_set[] = { "i(*)+", NULL };
 static const char* const forms_seek[]     = { "iX", NULL };
 static const char* const forms_number[]   = { "X", NULL };
 static const char* const forms_string[]   = { "s", NULL };
+static const char* const forms_waveform[] = { "iiXX", NULL };
 
 static const FlOscMethod methods[] = {
   { "/load", forms_load, on_load },
@@ -1097,6 +1180,8 @@ static const FlOscMethod methods[] = {
   { "/transport", forms_none, on_transport },
   { "/speed", forms_number, on_speed },
   { "/bpmlock", forms_slot, on_bpmlock },
+  { "/analyze", forms_slot, on_analyze },
+  { "/waveform", forms_waveform, on_waveform },
 };
 
 void
@@ -1127,6 +1212,58 @@ fl_api_print_table(FILE* stream)
   }
 }
 
+/* /analyze and /waveform replies: to the requester only. */
+static void
+analysis_done(FlApi* api, const FlLoadResult* result, const FlOscPeer* peer)
+{
+  const bool        analyze = result->type == FL_REQUEST_ANALYZE;
+  const char* const path    = analyze ? "/analyze" : "/waveform";
+  lo_message const  message = lo_message_new();
+  const char*       reply   = "/fail";
+  if (result->status) {
+    lo_message_add_string(message, path);
+    lo_message_add_int32(message, (int32_t)result->slot);
+    lo_message_add_string(message, result->reason);
+  } else if (analyze) {
+    reply = "/done";
+    lo_message_add_string(message, path);
+    lo_message_add_int32(message, (int32_t)result->slot);
+    lo_message_add_float(message, (float)result->tempo.bpm);
+    lo_message_add_float(message, (float)result->tempo.first_beat);
+    lo_message_add_float(message, (float)result->tempo.confidence);
+  } else {
+    /* The pairs as big-endian float32, as OSC numbers are. */
+    const uint32_t  count = 2U * result->points;
+    uint32_t* const words = (uint32_t*)malloc(count * sizeof(uint32_t));
+    lo_blob         blob  = NULL;
+    if (words) {
+      for (uint32_t i = 0U; i < count; ++i) {
+        uint32_t bits = 0U;
+        memcpy(&bits, &result->pairs[i], sizeof(bits));
+        words[i] = htonl(bits);
+      }
+      blob = lo_blob_new((int32_t)(count * sizeof(uint32_t)), words);
+      free(words);
+    }
+    if (blob) {
+      reply = "/waveform.reply";
+      lo_message_add_int32(message, (int32_t)result->slot);
+      lo_message_add_int32(message, (int32_t)result->points);
+      lo_message_add_blob(message, blob);
+      lo_blob_free(blob);
+    } else {
+      lo_message_add_string(message, path);
+      lo_message_add_int32(message, (int32_t)result->slot);
+      lo_message_add_string(message, "out of memory");
+    }
+  }
+  if (api->server) {
+    fl_osc_post(api->server, peer, false, reply, message);
+  } else {
+    lo_message_free(message);
+  }
+}
+
 void
 fl_api_load_done(void* data, const FlLoadResult* result)
 {
@@ -1136,6 +1273,11 @@ fl_api_load_done(void* data, const FlLoadResult* result)
   memcpy(&requester, result->context, sizeof(requester));
   if (result->type != FL_REQUEST_RELOAD) {
     peer = &requester;
+  }
+  if (result->type == FL_REQUEST_ANALYZE ||
+      result->type == FL_REQUEST_WAVEFORM) {
+    analysis_done(api, result, peer);
+    return;
   }
 
   const char* const path =

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,8 +20,11 @@
 typedef struct {
   FlRequestType type;
   uint32_t      slot;
-  char*         path;  /* loads: as sent; reloads: resolved */
-  double        ratio; /* stretches: the render's ratio, region, loop */
+  char*         path;         /* loads: as sent; reloads: resolved */
+  double        ratio;        /* stretches: the render's ratio, region, loop */
+  double        from_seconds; /* waveforms: the span, and its points */
+  double        to_seconds;
+  uint32_t      points;
   uint32_t      start;
   uint32_t      end;
   bool          loop;
@@ -241,6 +245,52 @@ superseded(const FlLoader* loader, const Request* request)
   return false;
 }
 
+/* /analyze and /waveform: this thread may read the slot's sample (it is
+   the one that would replace it). */
+static void
+run_analysis(FlLoader* loader, const Request* request, FlLoadResult* result)
+{
+  const FlSample* const sample =
+    fl_bank_get(loader->config.bank, request->slot);
+  if (!sample) {
+    result->status = FL_ERR_EMPTY_SLOT;
+    snprintf(result->reason,
+             sizeof(result->reason),
+             "slot %u is empty",
+             request->slot);
+    return;
+  }
+  if (request->type == FL_REQUEST_ANALYZE) {
+    result->status = fl_analysis_tempo(
+      sample, &result->tempo, result->reason, sizeof(result->reason));
+    return;
+  }
+
+  const double   rate  = (double)sample->sample_rate;
+  const uint32_t first = (uint32_t)llround(request->from_seconds * rate);
+  uint32_t       last  = request->to_seconds > 0.0
+                           ? (uint32_t)llround(request->to_seconds * rate)
+                           : sample->frame_count;
+  last = last < sample->frame_count ? last : sample->frame_count;
+  float* const pairs =
+    (float*)calloc(2U * (size_t)request->points, sizeof(float));
+  if (first >= last || !pairs) {
+    free(pairs);
+    result->status = FL_ERR_BAD_ARGUMENT;
+    snprintf(result->reason,
+             sizeof(result->reason),
+             "the span %g..%g s is not in slot %u (%g s)",
+             request->from_seconds,
+             request->to_seconds,
+             request->slot,
+             (double)sample->frame_count / rate);
+    return;
+  }
+  fl_analysis_waveform(sample, first, last, request->points, pairs);
+  result->points = request->points;
+  result->pairs  = pairs;
+}
+
 static void
 run_unload(FlLoader* loader, const Request* request, FlLoadResult* result)
 {
@@ -308,6 +358,9 @@ loader_main(void* data)
 
     if (request.type == FL_REQUEST_UNLOAD) {
       run_unload(loader, &request, result);
+    } else if (request.type == FL_REQUEST_ANALYZE ||
+               request.type == FL_REQUEST_WAVEFORM) {
+      run_analysis(loader, &request, result);
     } else {
       run_load(loader, &request, rate, result);
     }
@@ -315,6 +368,7 @@ loader_main(void* data)
     if (loader->config.done) {
       loader->config.done(loader->config.done_data, result);
     }
+    free((void*)result->pairs);
     free(result);
     free(request.path);
   }
@@ -442,5 +496,40 @@ fl_loader_stretch(FlLoader* loader,
                       .start = start,
                       .end   = end,
                       .loop  = loop };
+  return enqueue(loader, &request);
+}
+
+FlStatus
+fl_loader_analyze(FlLoader*   loader,
+                  uint32_t    slot,
+                  const void* context,
+                  size_t      context_size)
+{
+  return make_request(
+    loader, FL_REQUEST_ANALYZE, slot, NULL, context, context_size);
+}
+
+FlStatus
+fl_loader_waveform(FlLoader*   loader,
+                   uint32_t    slot,
+                   uint32_t    points,
+                   double      start,
+                   double      end,
+                   const void* context,
+                   size_t      context_size)
+{
+  if (slot >= fl_bank_slot_count(loader->config.bank)) {
+    return FL_ERR_BAD_SLOT;
+  }
+  if (points < 1U || points > 2048U || context_size > FL_LOADER_CONTEXT_SIZE) {
+    return FL_ERR_BAD_ARGUMENT;
+  }
+  Request request = { .type         = FL_REQUEST_WAVEFORM,
+                      .slot         = slot,
+                      .from_seconds = start,
+                      .to_seconds   = end,
+                      .points       = points };
+  memcpy(request.context, context, context_size);
+  request.context_size = context_size;
   return enqueue(loader, &request);
 }
