@@ -321,8 +321,9 @@ on_unload(void*            data,
       ? fl_loader_unload(api->loader, (uint32_t)slot, peer, sizeof(*peer))
       : FL_ERR_QUEUE_FULL;
   fail_request(server, peer, "/unload", slot, status);
-  if (!status) {
-    /* An emptied pad forgets its settings (a reload keeps them). */
+  if (!status && fl_bank_get(api->bank, (uint32_t)slot)) {
+    /* An emptied pad forgets its settings (a reload keeps them); an /unload
+       of an empty slot fails and changes nothing. */
     reset_settings(api, (uint32_t)slot);
   }
 }
