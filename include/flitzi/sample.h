@@ -80,6 +80,13 @@ FlSample* fl_sample_new_unfilled(uint32_t    frame_count,
 */
 void fl_sample_free(FlSample* sample);
 
+/**
+   Return the mappings of freed samples that have waited in the pool for a
+   new sample long enough (or all of them, with `everything`) to the kernel.
+   Any non-RT thread; flitzid's main thread calls it every second.
+*/
+void fl_sample_pool_trim(bool everything);
+
 /** Return the number of bytes of audio that `sample` holds. */
 static inline uint64_t
 fl_sample_bytes(const FlSample* sample)

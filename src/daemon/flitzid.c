@@ -412,6 +412,7 @@ free_daemon(Daemon* daemon)
   fl_telemetry_free(daemon->telemetry);
   fl_engine_free(daemon->engine);
   fl_bank_free(daemon->bank);
+  fl_sample_pool_trim(true);
 }
 
 static Daemon daemon_state;
@@ -483,6 +484,7 @@ run(Daemon* daemon)
     }
 
     free_retired(daemon->engine);
+    fl_sample_pool_trim(false);
     fl_telemetry_run(daemon->telemetry);
 
     FlBackendStats stats;

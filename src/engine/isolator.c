@@ -73,19 +73,21 @@ fl_isolator_process(const FlIsolatorDesign* design,
                     float*                  samples,
                     uint32_t                frame_count)
 {
-  double(*const z)[2] = state->z;
   for (uint32_t i = 0U; i < frame_count; ++i) {
-    const double x = samples[i];
-    const double split =
-      run(&design->high_pass, z[3], run(&design->high_pass, z[2], x));
-    const double low =
-      run(&design->align,
-          z[8],
-          run(&design->low_pass, z[1], run(&design->low_pass, z[0], x)));
-    const double mid =
-      run(&design->mid_pass, z[5], run(&design->mid_pass, z[4], split));
-    const double high =
-      run(&design->top_pass, z[7], run(&design->top_pass, z[6], split));
+    const double x     = samples[i];
+    const double split = run(
+      &design->high_pass, state->z[3], run(&design->high_pass, state->z[2], x));
+    const double low  = run(&design->align,
+                           state->z[8],
+                           run(&design->low_pass,
+                               state->z[1],
+                               run(&design->low_pass, state->z[0], x)));
+    const double mid  = run(&design->mid_pass,
+                           state->z[5],
+                           run(&design->mid_pass, state->z[4], split));
+    const double high = run(&design->top_pass,
+                            state->z[7],
+                            run(&design->top_pass, state->z[6], split));
 
     const double k      = (double)i;
     const double wet    = gains->wet + gains->wet_step * k;

@@ -686,8 +686,24 @@ choke_for(FlEngine*    engine,
   }
 }
 
+/* True when the clock jumped since a quantized voice chose its line (a JACK
+   master that relocated or changed its tempo): the line is behind this
+   block, or more than one grid step ahead of it. A tempo change of our own
+   keeps the beats continuous and never does this. */
+static FL_REALTIME bool
+line_jumped(const FlEngine* engine, const Voice* voice)
+{
+  const double ahead =
+    voice->start_beat -
+    fl_transport_beats_at(&engine->transport, engine->block_frame);
+  return fl_transport_frame_of(&engine->transport, voice->start_beat) <
+           engine->block_frame ||
+         ahead > voice->grid_beats * (1.0 + 1e-9);
+}
+
 /* Step 1 of a block: start the voices whose first frame falls in it, in the
-   order of those frames. */
+   order of those frames. A quantized voice whose clock jumped takes the next
+   line of the grid as it is now. */
 static FL_REALTIME void
 start_voices(FlEngine* engine, const FlPeriod* block, uint32_t* handed_back)
 {
@@ -699,6 +715,9 @@ start_voices(FlEngine* engine, const FlPeriod* block, uint32_t* handed_back)
     }
     uint32_t offset = 0U;
     if (voice->on_grid) {
+      if (!voice->wants_line && line_jumped(engine, voice)) {
+        voice->wants_line = true;
+      }
       if (voice->wants_line && !engine->rolling) {
         continue; /* waits for the transport to roll */
       }
@@ -1110,7 +1129,7 @@ render_varispeed(FlEngine*     engine,
       }
     }
   }
-  Voice        view;
+  Voice        view   = *voice;
   Voice* const reader = stretch ? &view : voice;
   if (stretch) {
     enter_stretch(voice, stretch, &view);
@@ -1691,6 +1710,13 @@ apply_downbeat(FlEngine* engine, const FlPeriod* period)
   }
   fl_transport_downbeat(&engine->transport, engine->frame_now + offset);
   engine->downbeat_queued = false;
+  /* Launches waiting for a line take the next line of the new grid. */
+  for (uint32_t i = 0U; i < engine->order_count; ++i) {
+    Voice* const voice = &engine->voices[engine->order[i]];
+    if (voice->state == VOICE_PENDING && voice->on_grid) {
+      voice->wants_line = true;
+    }
+  }
 }
 
 static uint64_t
