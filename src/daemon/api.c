@@ -429,6 +429,8 @@ on_stats(void*            data,
      slots). */
   lo_message_add_int64(message, (int64_t)engine.notes);
   lo_message_add_int64(message, (int64_t)engine.ignored_notes);
+  /* Blocks a key-locked voice played without its render. */
+  lo_message_add_int64(message, (int64_t)engine.stretch_misses);
   fl_osc_reply(server, peer, "/stats.reply", message);
   lo_message_free(message);
 }
