@@ -21,6 +21,10 @@
 4. Telemetry: /notify clients get /event/started and /event/stopped (a
    timetag honoured for the addresses that say so); /meters sends bundles
    of the schema's /meter/master and /meter/slot until /meters 0.
+5. Analysis: /analyze finds 120 BPM (within 0.5) and the first click in a
+   click track written here, and no tempo in noise; /waveform's blob,
+   decoded by the schema's layout, holds exactly the min/max of each part
+   of the file written here (16-bit samples / 32768).
 
 Environment: FLITZID (path of the daemon). Output: TAP. Exit 77 skips (no
 jackd on this machine).
@@ -31,24 +35,36 @@ import importlib.util
 import json
 import math
 import os
+import random
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from flitzid_fixture import (Daemon, OscClient, Tap, encode_bundle,  # noqa: E402
-                             encode_message, raise_on_sigterm, timetag,
-                             write_wav)
+from flitzid_fixture import (Daemon, OscClient, Tap, click_track,  # noqa: E402
+                             encode_bundle, encode_message, raise_on_sigterm,
+                             timetag, waveform_pairs, write_pcm16, write_wav)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA = os.path.join(ROOT, "osc-schema", "flitzi-osc.json")
-SLOTS = 8
+SLOTS = 10
 EMPTY = SLOTS - 1  # Never loaded by this test
+CLICK_SLOT = 5  # The click track, from check_analysis() on
+NOISE_SLOT = 6
+WAVE_SLOT = 7  # The file /waveform is checked against
+RATE = 48000  # The dummy jackd's: files at this rate are not resampled
+CLICK_BPM = 120.0
+CLICK_FIRST_S = 0.25
 VOICES = 12  # --voices, the top of the voices key
 BUSES = 2  # --buses: the bus key takes 0..BUSES - 1
 TONE_SECONDS = 3.0  # Long enough for the examples' regions and seeks
+
+# The slot a valid request goes to when slot 0 (the tone) would not do:
+# a tone has no tempo.
+REQUEST_SLOTS = {"/analyze": CLICK_SLOT}
 
 
 def load_generator():
@@ -62,7 +78,8 @@ def load_generator():
     return module
 
 
-matches_form = load_generator().matches_form
+gen_osc_doc = load_generator()
+matches_form = gen_osc_doc.matches_form
 
 # Type-tag strings sent to find out whether an address refuses them. Each
 # address is probed with those it does not accept. "fs" and "fi" are
@@ -102,6 +119,19 @@ VALUE_ERRORS = {
                    "1/8, 1/4, 1/2, 1, 2 or 4)")],
     "/speed": [("d", [2.5], "speed must be a number from 0.5 to 2 (got 2.5)")],
     "/bpmlock": [("i", [2], "bpmlock must be 0 or 1")],
+    "/waveform": [("iiff", [0, 0, 0.0, 0.0], "points 0 is not in 1..2048"),
+                  ("iiii", [0, 2049, 0, 0], "points 2049 is not in 1..2048"),
+                  ("iiff", [0, 10, 3.5, 0.0], "start 3.5 s is not in the "
+                   "sample (0 to 3 s)"),
+                  ("iidd", [0, 10, -0.5, 0.0], "start -0.5 s is not in the "
+                   "sample (0 to 3 s)"),
+                  ("iiff", [0, 10, 2.0, 1.0], "end 1 s must be 0 (the end) "
+                   "or after start and at most 3 s"),
+                  ("iiff", [0, 10, 1.0, 3.5], "end 3.5 s must be 0 (the end) "
+                   "or after start and at most 3 s"),
+                  # Both round to frame 48000: refused by the loader thread.
+                  ("iidd", [0, 10, 1.0, 1.000001], "the span 1..1 s is not "
+                   "in slot 0 (3 s)")],
 }
 
 
@@ -495,6 +525,15 @@ def check_settings(tap, schema, daemon, wav_path):
         client.send("/unload", "i", [slot])
         client.wait_for(lambda m: m[0] in ("/done", "/fail"), 10.0)
         tap.equal(get(slot), defaults, "/unload restores the defaults")
+        accepted(slot, "isf", ["gain", -6.0], "gain -6 on the empty slot")
+        client.send("/unload", "i", [slot])
+        reply = client.wait_for(lambda m: m[0] in ("/done", "/fail"), 10.0)
+        tap.equal(reply, ("/fail", "sis", ["/unload", slot,
+                                           f"slot {slot} is empty"]),
+                  "/unload of an empty slot fails")
+        tap.ok(close_to((get(slot) or {}).get("gain"), -6.0),
+               "/unload of an empty slot keeps its settings", repr(get(slot)))
+        client.send("/slot/reset", "i", [slot])
     finally:
         client.close()
 
@@ -722,6 +761,124 @@ def check_meters(tap, schema, daemon, wav_path):
         client.close()
 
 
+def load(client, slot, path):
+    client.send("/load", "is", [slot, path])
+    done = client.wait_for(lambda m: m[0] in ("/done", "/fail")
+                           and m[2][:1] == ["/load"], 10.0)
+    return done is not None and done[0] == "/done"
+
+
+def check_analysis(tap, schema, daemon):
+    """/analyze of a click track and of noise (the reply to the requester
+    only, nothing set); /waveform against the file written here. Leaves
+    the click track in CLICK_SLOT for check_daemon()."""
+    by_path = {a["path"]: a for a in schema["addresses"]}
+    if "/analyze" not in by_path:
+        return
+    analyze, waveform = by_path["/analyze"], by_path["/waveform"]
+    client = OscClient(daemon.port)
+    watcher = OscClient(daemon.port)
+    clicks_path = os.path.join(daemon.workdir, "clicks.wav")
+    noise_path = os.path.join(daemon.workdir, "noise.wav")
+    wave_path = os.path.join(daemon.workdir, "wave.wav")
+    write_pcm16(clicks_path, click_track(CLICK_BPM, CLICK_FIRST_S, 10.0, RATE),
+                RATE)
+    noise = random.Random(20261201)
+    write_pcm16(noise_path, [noise.randint(-16000, 16000)
+                             for _ in range(10 * RATE)], RATE)
+    # Stereo, the channels unlike: the overview is of the first one.
+    frames = 2 * RATE
+    first = [noise.randint(-32768, 32767) for _ in range(frames)]
+    second = [-1 - v for v in first]
+    write_pcm16(wave_path, [v for pair in zip(first, second) for v in pair],
+                RATE, channels=2)
+
+    try:
+        watcher.request("/notify", "i", [1])
+        for slot, path in ((CLICK_SLOT, clicks_path), (NOISE_SLOT, noise_path),
+                           (WAVE_SLOT, wave_path)):
+            tap.ok(load(client, slot, path), f"{os.path.basename(path)} "
+                   f"loads into slot {slot}", daemon.logs())
+
+        client.send("/analyze", "i", [CLICK_SLOT])
+        reply = client.wait_for(lambda m: m[0] in ("/done", "/fail"), 10.0)
+        if check_reply(tap, f"/analyze of {CLICK_BPM:g} BPM clicks", reply,
+                       analyze["reply"]):
+            fields = dict(zip([f["name"] for f in analyze["reply"]["fields"]],
+                              reply[2]))
+            tap.ok(abs(fields["bpm"] - CLICK_BPM) <= 0.5,
+                   f"/analyze: bpm within 0.5 of {CLICK_BPM:g}",
+                   f"got {fields['bpm']}")
+            beat_s = 60.0 / CLICK_BPM
+            off = abs(fields["first_beat"] - CLICK_FIRST_S) % beat_s
+            tap.ok(min(off, beat_s - off) <= 0.010,
+                   f"/analyze: the first beat within 10 ms of a click "
+                   f"({CLICK_FIRST_S:g} s + beats)",
+                   f"got {fields['first_beat']}")
+            tap.ok(fields["confidence"] >= 0.5,
+                   "/analyze: a confidence of 0.5 or more",
+                   f"got {fields['confidence']}")
+        stray = watcher.wait_for(lambda m: m[2][:1] == ["/analyze"], 0.3)
+        tap.ok(stray is None, "a /notify subscriber gets no copy of "
+               "another client's /analyze reply", describe(stray))
+        client.send("/slot/get", "i", [CLICK_SLOT])
+        settings = client.wait_for(lambda m: m[0] == "/slot/settings", 3.0)
+        values = dict(zip(settings[2][1::2], settings[2][2::2])) \
+            if settings else {}
+        tap.equal(values.get("bpm"), 0.0, "/analyze sets nothing (bpm 0)")
+
+        client.send("/analyze", "i", [NOISE_SLOT])
+        reply = client.wait_for(lambda m: m[0] in ("/done", "/fail"), 10.0)
+        spec = analyze["errors"][0]
+        if check_reply(tap, "/analyze of noise", reply, spec):
+            reason = reply[2][-1]
+            tap.ok(reason.startswith("no tempo found (")
+                   and matches_any(reason, spec["reasons"]),
+                   "/analyze of noise: no tempo found, a reason of the "
+                   "schema's", f"got {reason!r}")
+        client.send("/unload", "i", [NOISE_SLOT])
+        client.wait_for(lambda m: m[0] in ("/done", "/fail"), 5.0)
+
+        # /waveform: the schema's layout, the file's own values.
+        blob_field = [f for f in waveform["reply"]["fields"]
+                      if f["type"] == "b"][0]
+        layout = blob_field["layout"]
+        channel = [v / 32768.0 for v in first]
+        for types, points, start, end in (
+                ("iiii", 2048, 0, 0),
+                ("iiff", 7, 0.25, 1.5),
+                ("iidd", 256, 1.0, 1.0 + 100 / RATE),  # Parts under a frame
+                ("iifi", 1, 0.5, 0)):
+            what = f"/waveform ,{types} {points} {start:g} {end:g}"
+            client.send("/waveform", types, [WAVE_SLOT, points, start, end])
+            reply = client.wait_for(lambda m: m[0] in (
+                waveform["reply"]["path"], "/fail"), 10.0)
+            if not check_reply(tap, what, reply, waveform["reply"]):
+                continue
+            tap.equal(reply[2][:2], [WAVE_SLOT, points],
+                      f"{what}: the slot and the points")
+            blob = reply[2][2]
+            fmt = gen_osc_doc.blob_format(layout, points)
+            if not tap.equal(len(blob), struct.calcsize(fmt),
+                             f"{what}: {struct.calcsize(fmt)} bytes, "
+                             f"{points} x ({', '.join(layout['items'])})"):
+                continue
+            first_frame = math.floor(start * RATE + 0.5)
+            end_frame = math.floor(end * RATE + 0.5) if end else frames
+            want = waveform_pairs(channel, first_frame, end_frame, points)
+            got = list(struct.unpack(fmt, blob))
+            wrong = [(i // 2, layout["items"][i % 2], g, w)
+                     for i, (g, w) in enumerate(zip(got, want)) if g != w]
+            tap.ok(not wrong, f"{what}: the min/max of the file's first "
+                   "channel, exactly",
+                   "\n".join(f"point {p} {k}: got {g!r}, want {w!r}"
+                             for p, k, g, w in wrong[:8]))
+        watcher.request("/notify", "i", [0])
+    finally:
+        client.close()
+        watcher.close()
+
+
 def check_daemon(tap, schema, daemon, wav_path):
     client = OscClient(daemon.port)
     addresses = schema["addresses"]
@@ -756,7 +913,8 @@ def check_daemon(tap, schema, daemon, wav_path):
             # Valid forms.
             requests = []
             for form in address["typetags"]:
-                found = requests_for(address, form, wav_path)
+                found = requests_for(address, form, wav_path,
+                                     REQUEST_SLOTS.get(path, 0))
                 if not is_concrete(form):
                     tap.ok(found, f"{path} {comma(form)}: the schema has an "
                            "example to send", "no example matches the form")
@@ -894,6 +1052,7 @@ def main():
             check_events(tap, schema, daemon, short_path)
             check_transport(tap, schema, daemon, short_path)
             check_meters(tap, schema, daemon, wav_path)
+            check_analysis(tap, schema, daemon)
             check_daemon(tap, schema, daemon, wav_path)
         finally:
             if tap.failures:

@@ -209,6 +209,46 @@ def write_wav(path, seconds=0.25, rate=44100, channels=1, frequency=440.0):
     return frames
 
 
+def write_pcm16(path, samples, rate=48000, channels=1):
+    """A 16-bit WAV of `samples`: ints in -32768..32767, interleaved."""
+    with wave.open(path, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(struct.pack(f"<{len(samples)}h", *samples))
+    return len(samples) // channels
+
+
+def click_track(bpm, first_s, seconds, rate=48000):
+    """Mono 16-bit samples: a 10 ms 2 kHz click, decaying, on every beat at
+    `bpm` from `first_s` on (the clicks of tests/test_analysis.c)."""
+    frames = int(seconds * rate)
+    samples = [0] * frames
+    beat = first_s
+    while beat < seconds:
+        at = round(beat * rate)
+        for i in range(min(rate // 100, frames - at)):
+            samples[at + i] = round(0.8 * 32767 * math.exp(-i / 96.0)
+                                    * math.sin(2 * math.pi * 2000 * i / rate))
+        beat += 60.0 / bpm
+    return samples
+
+
+def waveform_pairs(channel, start, end, points):
+    """(min, max) of each of `points` parts of frames [start, end) of
+    `channel`, cut as flitzid's /waveform cuts them (docs/osc-api.md): part
+    p covers start + floor(p * s) up to start + floor((p + 1) * s), s =
+    (end - start) / points as a float64, and at least one frame."""
+    span = (end - start) / points
+    pairs = []
+    for p in range(points):
+        first = min(start + math.floor(span * p), end - 1)
+        last = max(start + math.floor(span * (p + 1)), first + 1)
+        part = channel[first:last]
+        pairs += [min(part), max(part)]
+    return pairs
+
+
 # Processes
 
 def free_udp_port():
