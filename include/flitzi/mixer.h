@@ -49,6 +49,23 @@ FL_REALTIME void fl_mix_add_balanced(const float*  source,
                                      uint32_t      output_offset);
 
 /**
+   As fl_mix_add_balanced(), and return the larger of `peak` and the largest
+   magnitude it added to any output (a compare per sample): a slot's meter
+   when the slot has one voice.
+*/
+FL_REALTIME float fl_mix_add_peak(const float*  source,
+                                  uint32_t      source_channels,
+                                  uint32_t      frame_count,
+                                  float         gain,
+                                  float         gain_step,
+                                  float         left,
+                                  float         right,
+                                  float* const* outputs,
+                                  uint32_t      output_count,
+                                  uint32_t      output_offset,
+                                  float         peak);
+
+/**
    The slot stage: add `frame_count` frames of `sources` (a slot's summed
    voices, one buffer per output) into `outputs`, output 0 scaled by a gain
    that starts at `left` and changes by `left_step` a frame, output 1 by

@@ -974,6 +974,51 @@ kernel_window(FlEngine*             engine,
   return engine->window;
 }
 
+/* Mix a stretch of a voice's frames into `targets`: at unity exactly as
+   v1, with a slot's constant gains in the same pass, and with `peak` (a
+   metered slot's only voice) tracking the largest magnitude added. */
+static FL_REALTIME void
+mix_voice(const FlEngine* engine,
+          const float*    source,
+          uint32_t        channels,
+          uint32_t        count,
+          float           gain,
+          float           step,
+          float           left,
+          float           right,
+          float* const*   targets,
+          uint32_t        offset,
+          float*          peak)
+{
+  if (peak) {
+    *peak = fl_mix_add_peak(source,
+                            channels,
+                            count,
+                            gain,
+                            step,
+                            left,
+                            right,
+                            targets,
+                            engine->channels,
+                            offset,
+                            *peak);
+  } else if (left == 1.0f && right == 1.0f) {
+    fl_mix_add(
+      source, channels, count, gain, step, targets, engine->channels, offset);
+  } else {
+    fl_mix_add_balanced(source,
+                        channels,
+                        count,
+                        gain,
+                        step,
+                        left,
+                        right,
+                        targets,
+                        engine->channels,
+                        offset);
+  }
+}
+
 /* Interpolate up to `count` frames of `voice` into engine->seam, wrapping a
    loop and stopping at the end of a one-shot (`*ended`). The step glides by
    `glide` a frame. Returns the frames written. */
@@ -1086,6 +1131,7 @@ render_varispeed(FlEngine*     engine,
                  float* const* targets,
                  float         left,
                  float         right,
+                 float*        peak,
                  uint32_t*     handed_back)
 {
   SlotState* const state    = &engine->slots[voice->slot];
@@ -1162,27 +1208,17 @@ render_varispeed(FlEngine*     engine,
     bool           ended = false;
     const uint32_t rendered =
       interpolate(engine, reader, kernel, count, glide, &ended);
-    if (left == 1.0f && right == 1.0f) {
-      fl_mix_add(engine->seam,
-                 channels,
-                 rendered,
-                 gain,
-                 step,
-                 targets,
-                 engine->channels,
-                 offset);
-    } else {
-      fl_mix_add_balanced(engine->seam,
-                          channels,
-                          rendered,
-                          gain,
-                          step,
-                          left,
-                          right,
-                          targets,
-                          engine->channels,
-                          offset);
-    }
+    mix_voice(engine,
+              engine->seam,
+              channels,
+              rendered,
+              gain,
+              step,
+              left,
+              right,
+              targets,
+              offset,
+              peak);
     offset += rendered;
     if (ended) {
       end_voice(engine, voice, handed_back);
@@ -1220,6 +1256,7 @@ render_voice(FlEngine*     engine,
              float* const* targets,
              float         left,
              float         right,
+             float*        peak,
              uint32_t*     handed_back)
 {
   if (voice->state == VOICE_ENDED) {
@@ -1239,7 +1276,7 @@ render_voice(FlEngine*     engine,
   const double target = target_step(engine, &engine->slots[voice->slot], &lock);
   if (target != 1.0 || voice->step != 1.0 || voice->fraction != 0.0 || lock) {
     render_varispeed(
-      engine, voice, block_frames, targets, left, right, handed_back);
+      engine, voice, block_frames, targets, left, right, peak, handed_back);
     return;
   }
 
@@ -1291,27 +1328,17 @@ render_voice(FlEngine*     engine,
       source = sample->frames + (size_t)voice->position * sample->channels;
     }
 
-    if (left == 1.0f && right == 1.0f) {
-      fl_mix_add(source,
-                 sample->channels,
-                 count,
-                 gain,
-                 step,
-                 targets,
-                 engine->channels,
-                 offset);
-    } else {
-      fl_mix_add_balanced(source,
-                          sample->channels,
-                          count,
-                          gain,
-                          step,
-                          left,
-                          right,
-                          targets,
-                          engine->channels,
-                          offset);
-    }
+    mix_voice(engine,
+              source,
+              sample->channels,
+              count,
+              gain,
+              step,
+              left,
+              right,
+              targets,
+              offset,
+              peak);
 
     offset += count;
     voice->position += count;
@@ -1361,15 +1388,17 @@ render_slot(FlEngine*     engine,
 
   for (uint32_t index = state->first_voice; index != NO_VOICE;) {
     Voice* const voice = &engine->voices[index];
-    render_voice(engine, voice, block_frames, scratch, 1.0f, 1.0f, handed_back);
+    render_voice(
+      engine, voice, block_frames, scratch, 1.0f, 1.0f, NULL, handed_back);
     if (voice->sample && engine->meter_interval) {
       state->position =
         (double)voice->position / (double)voice->sample->sample_rate;
     }
     index = voice->next_in_slot;
   }
-  state->first_voice = NO_VOICE;
-  state->last_voice  = NO_VOICE;
+  state->first_voice  = NO_VOICE;
+  state->last_voice   = NO_VOICE;
+  state->block_voices = 0U;
   run_isolator(engine, state, scratch, block_frames);
 
   /* The stage's gains: a ramp to the settings' gains, then constant. */
@@ -1587,6 +1616,39 @@ bus_outputs(const FlEngine*  engine,
   return outputs + (size_t)bus * engine->channels;
 }
 
+/* With meters on, a slot with one voice and constant gains needs no
+   scratch: the voice is mixed straight to its bus, its peak taken in the
+   same pass (a compare per sample). */
+static FL_REALTIME void
+meter_single_voice(FlEngine*     engine,
+                   uint32_t      slot,
+                   uint32_t      frames,
+                   float* const* outputs,
+                   uint32_t*     handed_back)
+{
+  SlotState* const state = &engine->slots[slot];
+  Voice* const     voice = &engine->voices[state->first_voice];
+  state->first_voice     = NO_VOICE;
+  state->last_voice      = NO_VOICE;
+  state->block_voices    = 0U;
+  render_voice(engine,
+               voice,
+               frames,
+               bus_outputs(engine, state, outputs),
+               state->gain_left,
+               state->gain_right,
+               &state->peak,
+               handed_back);
+  if (voice->sample) {
+    state->position =
+      (double)voice->position / (double)voice->sample->sample_rate;
+  }
+  if (!state->metered) {
+    state->metered                           = true;
+    engine->metered[engine->metered_count++] = slot;
+  }
+}
+
 static FL_REALTIME void
 render_block(FlEngine*       engine,
              const FlPeriod* block,
@@ -1611,6 +1673,7 @@ render_block(FlEngine*       engine,
                    bus_outputs(engine, state, outputs),
                    state->gain_left,
                    state->gain_right,
+                   NULL,
                    handed_back);
       continue;
     }
@@ -1622,15 +1685,19 @@ render_block(FlEngine*       engine,
       engine->voices[state->last_voice].next_in_slot = index;
     }
     state->last_voice = index;
+    ++state->block_voices;
   }
 
   for (uint32_t i = 0U; i < engine->active_count; ++i) {
-    const uint32_t slot = engine->active_slots[i];
-    render_slot(engine,
-                slot,
-                frames,
-                bus_outputs(engine, &engine->slots[slot], outputs),
-                handed_back);
+    const uint32_t   slot  = engine->active_slots[i];
+    SlotState* const state = &engine->slots[slot];
+    if (state->block_voices == 1U && state->ramp_left == 0U &&
+        state->eq_wet == 0.0f && state->eq_ramp_left == 0U) {
+      meter_single_voice(engine, slot, frames, outputs, handed_back);
+      continue;
+    }
+    render_slot(
+      engine, slot, frames, bus_outputs(engine, state, outputs), handed_back);
   }
   engine->active_count = 0U;
   finish_block(engine, frames, outputs);

@@ -170,6 +170,7 @@ typedef struct {
   /* This block's voices (through Voice.next_in_slot), oldest first. */
   uint32_t first_voice;
   uint32_t last_voice;
+  uint32_t block_voices; /* in that list */
 
   /* Meters: since the last snapshot. */
   float  peak;
