@@ -372,22 +372,22 @@ void
 fl_engine_transport(const FlEngine* engine, FlTransportState* state)
 {
   /* The reader's half of the sequence lock: retry while the RT thread is
-     writing or wrote meanwhile. */
+     writing or wrote meanwhile. The values are loaded with acquire, so the
+     second load of the count cannot move before them. */
   FlEngine* const writable = (FlEngine*)engine;
   for (;;) {
     const unsigned before =
       atomic_load_explicit(&writable->transport_seq, memory_order_acquire);
     state->bpm = double_of_bits(
-      atomic_load_explicit(&writable->published_bpm, memory_order_relaxed));
+      atomic_load_explicit(&writable->published_bpm, memory_order_acquire));
     state->beats = double_of_bits(
-      atomic_load_explicit(&writable->published_beats, memory_order_relaxed));
+      atomic_load_explicit(&writable->published_beats, memory_order_acquire));
     state->beats_per_bar =
-      atomic_load_explicit(&writable->published_bar, memory_order_relaxed);
+      atomic_load_explicit(&writable->published_bar, memory_order_acquire);
     state->rolling =
-      atomic_load_explicit(&writable->published_rolling, memory_order_relaxed);
+      atomic_load_explicit(&writable->published_rolling, memory_order_acquire);
     state->source =
-      atomic_load_explicit(&writable->published_source, memory_order_relaxed);
-    atomic_thread_fence(memory_order_acquire);
+      atomic_load_explicit(&writable->published_source, memory_order_acquire);
     const unsigned after =
       atomic_load_explicit(&writable->transport_seq, memory_order_relaxed);
     if (before == after && !(before & 1U)) {
