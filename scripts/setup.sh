@@ -10,14 +10,15 @@ FL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # minimal root (debootstrap --variant=minbase; scripts/check-fresh proves
 # it). gcc only recommends libc6-dev, which --no-install-recommends skips, so
 # it is named. The tests also run jackd and jack_lsp/jack_wait (jackd2),
-# oscsend (liblo-tools), valgrind, objdump (binutils) and python3; setpriv
-# and sh come with every Debian. Lint (clang-format, cppcheck), scripts/fuzz
-# (clang) and scripts/plot-bench (gnuplot) install their own.
+# oscsend (liblo-tools), valgrind, objdump (binutils), python3 and tmux (a
+# terminal for flitzictl top); setpriv and sh come with every Debian. Lint
+# (clang-format, cppcheck), scripts/fuzz (clang) and scripts/plot-bench
+# (gnuplot) install their own.
 # shellcheck disable=SC2034 # read by the scripts that source this file
 FL_PACKAGES=(
   gcc libc6-dev binutils meson ninja-build pkg-config python3
   libjack-jackd2-dev liblo-dev libsndfile1-dev libsamplerate0-dev
-  libcmocka-dev jackd2 liblo-tools valgrind
+  libcmocka-dev jackd2 liblo-tools valgrind tmux
   # For the next features: time-stretching, onset detection, JSON sessions.
   librubberband-dev libaubio-dev libjansson-dev
 )

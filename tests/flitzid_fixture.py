@@ -2,8 +2,8 @@
 dummy JACK server plus a flitzid of their own, generated WAV files, and TAP
 output.
 
-Standard library only. Used by tests/check_schema.py and
-tests/test_flitzictl.py.
+Standard library only. Used by tests/check_schema.py, tests/test_flitzictl.py
+and tests/test_top.py.
 """
 
 import math
@@ -314,7 +314,12 @@ class Daemon:
                            env=self.env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=15)
         self.port = free_udp_port()
-        with open(self.flitzid_log, "wb") as log:
+        self.start_flitzid(timeout_s)
+
+    def start_flitzid(self, timeout_s=20.0):
+        """Start flitzid on self.port (again, after stop_flitzid()) and
+        wait until it is ready."""
+        with open(self.flitzid_log, "ab") as log:
             self.process = subprocess.Popen(
                 # The client keeps its default name: a JACK2 client named
                 # like its server replaces the server's socket with its own.
@@ -342,6 +347,16 @@ class Daemon:
                                f"server within {timeout_s} s\n" + self.logs())
         finally:
             client.close()
+
+    def stop_flitzid(self):
+        """Stop flitzid only (SIGTERM, by its PID); jackd keeps running.
+        Returns its exit status."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # Ours, by PID; it ignored SIGTERM
+            return self.process.wait()
 
     def wait_exit(self, timeout_s=10.0):
         """Wait for flitzid to exit on its own; return its status or None."""

@@ -7,18 +7,21 @@ Environment: FLITZID, FLITZICTL (paths of the programs). Output: TAP.
 
 import json
 import os
+import random
 import re
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from flitzid_fixture import (Daemon, Tap, free_udp_port,  # noqa: E402
-                             raise_on_sigterm, write_wav)
+from flitzid_fixture import (Daemon, Tap, click_track,  # noqa: E402
+                             free_udp_port, raise_on_sigterm, waveform_pairs,
+                             write_pcm16, write_wav)
 
 SLOTS = 6
 NO_REPLY = "flitzictl: no reply from flitzid at 127.0.0.1:{port} within " \
@@ -79,7 +82,19 @@ def check_usage(tap, ctl):
                        (["meters", 0], "meters at 0 Hz"),
                        (["meters", 61], "meters at 61 Hz"),
                        (["play-exclusive", 0], "a play-exclusive without VEL"),
-                       (["pause", "x"], "a pause of no slot")):
+                       (["pause", "x"], "a pause of no slot"),
+                       (["analyze"], "an analyze without an ID"),
+                       (["waveform", 0], "a waveform without POINTS"),
+                       (["waveform", 0, "many"], "POINTS that are no number"),
+                       (["waveform", 0, "2.5"], "POINTS that are no integer"),
+                       (["waveform", 0, 4, "soon"], "a START that is no "
+                        "number"),
+                       (["waveform", 0, 4, 0, "later"], "an END that is no "
+                        "number"),
+                       (["waveform", 0, 4, 0, 1, 2], "a waveform with an "
+                        "extra argument"),
+                       (["top"], "top without a terminal"),
+                       (["top", 1], "top with an argument")):
         result = ctl.run(*args)
         if check_exit(tap, result, 64, f"usage error for {what}"):
             tap.ok("Usage: flitzictl" in result.stderr and not result.stdout,
@@ -264,6 +279,7 @@ def check_daemon(tap, ctl, daemon, samples):
               "starting and stopping, the unload, then /notify 0")
 
     check_pads(tap, ctl, daemon, samples)
+    check_analysis(tap, ctl, samples)
 
     # unload
     check_exit(tap, ctl.run("unload", 0), 0, "unload 0")
@@ -469,6 +485,102 @@ def check_pads(tap, ctl, daemon, samples):
               "after reset 0: the defaults")
     result = ctl.run("reset", SLOTS)
     check_exit(tap, result, 1, f"reset {SLOTS}")
+
+
+def as_float32(value):
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def check_analysis(tap, ctl, samples):
+    """analyze (a click track, noise, an empty slot) and waveform (against
+    the 16-bit file written here) in slots 3, 4 and 5, empty until now."""
+    clicks, noise, wave = (os.path.join(samples, name) for name in
+                           ("clicks.wav", "noise.wav", "wave.wav"))
+    write_pcm16(clicks, click_track(120.0, 0.25, 10.0))
+    rng = random.Random(7)
+    write_pcm16(noise, [rng.randint(-16000, 16000) for _ in range(480000)])
+    first = [rng.randint(-32768, 32767) for _ in range(48000)]
+    write_pcm16(wave, [v for f in first for v in (f, 0)], channels=2)
+
+    result = ctl.run("analyze", 5)
+    if check_exit(tap, result, 1, "analyze of an empty slot"):
+        tap.equal(result.stderr.strip(), "flitzictl: /analyze 5: slot 5 is "
+                  "empty", "analyze of an empty slot: the reason on stderr")
+    for slot, path in ((3, clicks), (4, noise), (5, wave)):
+        check_exit(tap, ctl.run("load", slot, path), 0, f"load {slot}")
+
+    result = ctl.run("analyze", 3)
+    if check_exit(tap, result, 0, "analyze of a 120 BPM click track"):
+        match = re.fullmatch(r"slot 3: (\d+\.\d{3}) BPM, first beat at "
+                             r"(\d+\.\d{4}) s, confidence (\d+\.\d{2})\n",
+                             result.stdout)
+        tap.ok(match and abs(float(match[1]) - 120) <= 0.5
+               and abs(float(match[2]) - 0.25) <= 0.01,
+               "analyze prints the tempo (120 within 0.5), the first beat "
+               "(0.25 s) and the confidence", shows(result))
+    result = ctl.run("--json", "analyze", 3)
+    if check_exit(tap, result, 0, "--json analyze"):
+        try:
+            found = json.loads(result.stdout)
+        except ValueError:
+            found = {}
+        tap.ok(found.get("reply") == "/done"
+               and found.get("address") == "/analyze" and found.get("id") == 3
+               and abs(found.get("bpm", 0) - 120) <= 0.5
+               and "first_beat" in found and "confidence" in found,
+               "--json analyze: the /done with bpm, first_beat, confidence",
+               shows(result))
+    result = ctl.run("analyze", 4)
+    if check_exit(tap, result, 1, "analyze of noise"):
+        tap.ok(re.fullmatch(r"flitzictl: /analyze 4: no tempo found \(.+\)",
+                            result.stderr.strip()) and not result.stdout,
+               "analyze of noise: the reason on stderr", shows(result))
+
+    # waveform: a "MIN MAX" line per point, each the float32 itself.
+    channel = [v / 32768.0 for v in first]
+    for args, start, end in (((4,), 0, 48000), ((3, "0.25", "0.75"),
+                                                12000, 36000),
+                             ((2, "0.5"), 24000, 48000)):
+        result = ctl.run("waveform", 5, *args)
+        what = "waveform 5 " + " ".join(map(str, args))
+        if not check_exit(tap, result, 0, what):
+            continue
+        want = waveform_pairs(channel, start, end, args[0])
+        try:
+            got = [as_float32(float(x)) for line in
+                   result.stdout.splitlines() for x in line.split(" ")]
+            lines = [len(line.split(" ")) for line in
+                     result.stdout.splitlines()]
+        except ValueError:
+            got, lines = [], []
+        tap.ok(got == want and lines == [2] * args[0],
+               f"{what}: {args[0]} 'MIN MAX' lines, the file's first channel",
+               f"want {want}\n{shows(result)}")
+    result = ctl.run("--json", "waveform", 5, 2)
+    if check_exit(tap, result, 0, "--json waveform 5 2"):
+        try:
+            found = json.loads(result.stdout)
+        except ValueError:
+            found = {}
+        pairs = waveform_pairs(channel, 0, 48000, 2)
+        if isinstance(found.get("blob"), list):
+            found["blob"] = [[as_float32(x) for x in pair]
+                             for pair in found["blob"]]
+        tap.equal(found, {"reply": "/waveform.reply", "id": 5, "points": 2,
+                          "blob": [pairs[0:2], pairs[2:4]]},
+                  "--json waveform: one object, the pairs in 'blob'")
+    for args, reason in (((5, 0), "points 0 is not in 1..2048"),
+                         ((5, 4, 2), "start 2 s is not in the sample "
+                          "(0 to 1 s)"),
+                         ((2, 4, 0, 0.25), None)):
+        result = ctl.run("waveform", *args)
+        what = "waveform " + " ".join(map(str, args))
+        if reason is None:
+            check_exit(tap, result, 0, what)
+        elif check_exit(tap, result, 1, what):
+            tap.equal(result.stderr.strip(),
+                      f"flitzictl: /waveform {args[0]}: {reason}",
+                      f"{what}: the reason on stderr")
 
 
 def main():

@@ -6,8 +6,10 @@
   without a success reply (/play, /slot/set, ...) is followed by one that has
   one (/ping, /slot/get): flitzid answers in order, so a /fail comes first or
   not at all. `watch` and `meters` subscribe, print what arrives until
-  SIGINT or SIGTERM, and unsubscribe. The OSC API is described in
-  osc-schema/flitzi-osc.json and docs/osc-api.md.
+  SIGINT or SIGTERM, and unsubscribe. `top` is a live view on a terminal
+  (raw mode, plain ANSI) that keeps asking and survives a restart of
+  flitzid. The OSC API is described in osc-schema/flitzi-osc.json and
+  docs/osc-api.md.
 
   Exit status: 0 success, 1 the daemon refused (its reason goes to stderr),
   2 no reply (or the request could not be sent), 64 usage error.
@@ -18,6 +20,7 @@
 
 #include <lo/lo.h>
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -32,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +52,7 @@
 #define FL_CTL_MAX_METER_HZ 60
 #define FL_CTL_METER_WIDTH 24 /* characters of a meter bar */
 #define FL_CTL_METER_FLOOR_DB (-60.0)
+#define FL_CTL_MAX_WAVEFORM_POINTS 2048 /* flitzid's limit for /waveform */
 
 /* Exit status (64 is EX_USAGE of sysexits.h). */
 enum {
@@ -62,7 +68,9 @@ typedef struct {
   lo_message message;
 } FlCtlReply;
 
-typedef struct {
+typedef struct FlCtlImpl FlCtl;
+
+struct FlCtlImpl {
   const char* host;
   const char* port;
   int         timeout_ms;
@@ -71,7 +79,10 @@ typedef struct {
   lo_address  daemon;
   FlCtlReply  inbox[FL_CTL_INBOX_SIZE]; /* Received, not yet taken */
   unsigned    inbox_count;
-} FlCtl;
+  /* If set, every message goes here as it arrives instead of to the inbox
+     (`top`: a meter bundle may hold more messages than the inbox). */
+  void (*take_now)(FlCtl* ctl, const FlCtlReply* message);
+};
 
 /* Field names of the replies this program knows, for --json. */
 typedef struct {
@@ -89,6 +100,10 @@ static const FlCtlShape fl_ctl_shapes[] = {
     { "address", "id", "frames", "channels", "source_rate" } },
   { "/done", "si", "/notify", { "address", "flag" } },
   { "/done", "si", "/meters", { "address", "hz" } },
+  { "/done",
+    "sifff",
+    "/analyze",
+    { "address", "id", "bpm", "first_beat", "confidence" } },
   { "/done", "si", NULL, { "address", "id" } },
   { "/done", "s", NULL, { "address" } },
   { "/fail", "sis", NULL, { "address", "id", "reason" } },
@@ -194,6 +209,14 @@ print_help(void)
     "                     and stop, and xruns until interrupted (Ctrl-C)\n"
     "  meters [HZ]        show a meter per sounding slot, HZ times a second\n"
     "                     (default 20, at most 60), until interrupted\n"
+    "  analyze ID         find the tempo and first beat of slot ID's sample\n"
+    "  waveform ID POINTS [START [END]]\n"
+    "                     print the min and max of each of POINTS parts of\n"
+    "                     slot ID's first channel (START, END in seconds;\n"
+    "                     END 0 or none: to the end), one 'MIN MAX' a line\n"
+    "  top                a live view: tempo, bar and beat, DSP load, xruns,\n"
+    "                     voices, and a row per loaded pad with its state,\n"
+    "                     level and playhead; q quits\n"
     "  quit               shut flitzid down\n"
     "\n"
     "Options:\n"
@@ -253,7 +276,11 @@ on_message(const char* path,
   (void)types;
   (void)argv;
   (void)argc;
-  if (ctl->inbox_count < FL_CTL_INBOX_SIZE) {
+  if (ctl->take_now) {
+    FlCtlReply reply = { "", message }; /* Only for the call: no reference */
+    snprintf(reply.path, sizeof(reply.path), "%s", path);
+    ctl->take_now(ctl, &reply);
+  } else if (ctl->inbox_count < FL_CTL_INBOX_SIZE) {
     FlCtlReply* const reply = &ctl->inbox[ctl->inbox_count++];
     snprintf(reply->path, sizeof(reply->path), "%s", path);
     lo_message_incref(message); /* Kept after the handler returns */
@@ -757,10 +784,53 @@ cmd_ping(FlCtl* ctl)
 }
 
 /*
-  A load may take long (decoding and resampling a long file), so instead of
-  one timeout this pings the daemon while it waits: it gives up only when a
-  /ping goes unanswered for the timeout.
+  Wait for the answer to a request that may take long, on flitzid's loader
+  thread (decoding and resampling a long file, analysing it): a
+  `success_path` reply or a /fail about `id`. Instead of one timeout this
+  pings the daemon while it waits, and gives up only when a /ping goes
+  unanswered for the timeout. Send the request first. Returns as request().
 */
+static int
+await_slow_reply(FlCtl*      ctl,
+                 const char* address,
+                 const char* success_path,
+                 int32_t     id,
+                 FlCtlReply* reply)
+{
+  if (!send_request(ctl, "/ping", lo_message_new())) {
+    return FL_CTL_NO_REPLY;
+  }
+
+  bool    ping_pending = true;
+  int64_t deadline_ms  = now_ms() + ctl->timeout_ms;
+  for (;;) {
+    if (!next_reply(ctl, deadline_ms, reply)) {
+      if (ping_pending) {
+        return no_reply(ctl);
+      }
+      if (!send_request(ctl, "/ping", lo_message_new())) {
+        return FL_CTL_NO_REPLY;
+      }
+      ping_pending = true;
+      deadline_ms  = now_ms() + ctl->timeout_ms;
+      continue;
+    }
+
+    if (answers(reply, address, success_path, id)) {
+      if (ping_pending) {
+        drain_pong(ctl, now_ms() + ctl->timeout_ms);
+      }
+      return strcmp(reply->path, "/fail") ? FL_CTL_OK : FL_CTL_REFUSED;
+    }
+    if (reply_is(reply, "/pong", "si")) {
+      ping_pending = false;
+      deadline_ms  = now_ms() + ctl->timeout_ms;
+    }
+    reply_free(reply);
+  }
+}
+
+/* A load may take long; see await_slow_reply(). */
 static int
 cmd_load(FlCtl* ctl, int32_t id, const char* path)
 {
@@ -774,65 +844,148 @@ cmd_load(FlCtl* ctl, int32_t id, const char* path)
   lo_message load = lo_message_new();
   lo_message_add_int32(load, id);
   lo_message_add_string(load, absolute);
-  if (!send_request(ctl, "/load", load) ||
-      !send_request(ctl, "/ping", lo_message_new())) {
-    free(absolute);
-    return FL_CTL_NO_REPLY;
+  FlCtlReply reply  = { "", NULL };
+  int        status = send_request(ctl, "/load", load)
+                        ? await_slow_reply(ctl, "/load", "/done", id, &reply)
+                        : FL_CTL_NO_REPLY;
+  if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+  } else if (status == FL_CTL_OK && ctl->json) {
+    print_json_reply(&reply);
+  } else if (status == FL_CTL_OK && reply_is(&reply, "/done", "siiii")) {
+    printf("slot %" PRId32 ": %s: %" PRId32 " frames, %" PRId32
+           " channel%s, source rate %" PRId32 " Hz\n",
+           arg_int(&reply, 1),
+           absolute,
+           arg_int(&reply, 2),
+           arg_int(&reply, 3),
+           arg_int(&reply, 3) == 1 ? "" : "s",
+           arg_int(&reply, 4));
+  } else if (status == FL_CTL_OK) {
+    print_raw_reply(stdout, &reply);
   }
-
-  bool       ping_pending = true;
-  int64_t    deadline_ms  = now_ms() + ctl->timeout_ms;
-  FlCtlReply reply        = { "", NULL };
-  int        status       = FL_CTL_NO_REPLY;
-  for (;;) {
-    if (!next_reply(ctl, deadline_ms, &reply)) {
-      if (ping_pending) {
-        status = no_reply(ctl);
-        break;
-      }
-      if (!send_request(ctl, "/ping", lo_message_new())) {
-        break;
-      }
-      ping_pending = true;
-      deadline_ms  = now_ms() + ctl->timeout_ms;
-      continue;
-    }
-
-    if (answers(&reply, "/load", "/done", id)) {
-      if (!strcmp(reply.path, "/fail")) {
-        status = refused(ctl, &reply);
-      } else if (ctl->json) {
-        print_json_reply(&reply);
-        status = FL_CTL_OK;
-      } else if (reply_is(&reply, "/done", "siiii")) {
-        printf("slot %" PRId32 ": %s: %" PRId32 " frames, %" PRId32
-               " channel%s, source rate %" PRId32 " Hz\n",
-               arg_int(&reply, 1),
-               absolute,
-               arg_int(&reply, 2),
-               arg_int(&reply, 3),
-               arg_int(&reply, 3) == 1 ? "" : "s",
-               arg_int(&reply, 4));
-        status = FL_CTL_OK;
-      } else {
-        print_raw_reply(stdout, &reply);
-        status = FL_CTL_OK;
-      }
-      reply_free(&reply);
-      if (ping_pending) {
-        drain_pong(ctl, now_ms() + ctl->timeout_ms);
-      }
-      break;
-    }
-    if (reply_is(&reply, "/pong", "si")) {
-      ping_pending = false;
-      deadline_ms  = now_ms() + ctl->timeout_ms;
-    }
+  if (status != FL_CTL_NO_REPLY) {
     reply_free(&reply);
   }
-
   free(absolute);
   return status;
+}
+
+/* Analysis: on the loader thread too, so waited for as a load is. */
+
+static int
+cmd_analyze(FlCtl* ctl, int32_t id)
+{
+  FlCtlReply reply  = { "", NULL };
+  int        status = send_request(ctl, "/analyze", message_of_ints(1, id, 0))
+                        ? await_slow_reply(ctl, "/analyze", "/done", id, &reply)
+                        : FL_CTL_NO_REPLY;
+  if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+  } else if (status == FL_CTL_OK && !reply_is(&reply, "/done", "sifff")) {
+    fputs("flitzictl: unexpected reply: ", stderr);
+    print_raw_reply(stderr, &reply);
+    status = FL_CTL_REFUSED;
+  } else if (status == FL_CTL_OK && ctl->json) {
+    print_json_reply(&reply);
+  } else if (status == FL_CTL_OK) {
+    printf("slot %" PRId32 ": %.3f BPM, first beat at %.4f s, confidence "
+           "%.2f\n",
+           arg_int(&reply, 1),
+           (double)arg_float(&reply, 2),
+           (double)arg_float(&reply, 3),
+           (double)arg_float(&reply, 4));
+  }
+  if (status != FL_CTL_NO_REPLY) {
+    reply_free(&reply);
+  }
+  return status;
+}
+
+/*
+  The (min, max) pairs of a /waveform.reply ,iib: its blob holds 2 x points
+  big-endian float32. Returns the pair count, or -1 if the blob does not
+  hold that many.
+*/
+static int32_t
+waveform_pairs(const FlCtlReply* reply, float* pairs, int32_t max_pairs)
+{
+  /* A received blob is its int32 size (in host order by now) followed by
+     its bytes (lo_arg's blob member), not a lo_blob. */
+  const unsigned char* const arg    = (const unsigned char*)reply_arg(reply, 2);
+  const int32_t              points = arg_int(reply, 1);
+  int32_t                    size   = 0;
+  memcpy(&size, arg, sizeof(size));
+  if (points < 0 || points > max_pairs ||
+      size != points * 2 * (int32_t)sizeof(uint32_t)) {
+    return -1;
+  }
+  const unsigned char* const bytes = arg + sizeof(size);
+  for (int32_t i = 0; i < 2 * points; ++i) {
+    uint32_t bits = 0U;
+    memcpy(&bits, bytes + (size_t)i * sizeof(bits), sizeof(bits));
+    bits = ntohl(bits);
+    memcpy(&pairs[i], &bits, sizeof(bits));
+  }
+  return points;
+}
+
+/* Print "MIN MAX" per point, or one JSON object with the pairs. */
+static int
+cmd_waveform(FlCtl* ctl, int32_t id, int32_t points, double start, double end)
+{
+  /* Positions as float64, frame-exact deep into a long sample (as seek). */
+  lo_message waveform = message_of_ints(2, id, points);
+  lo_message_add_double(waveform, start);
+  lo_message_add_double(waveform, end);
+  FlCtlReply reply = { "", NULL };
+  int        status =
+    send_request(ctl, "/waveform", waveform)
+             ? await_slow_reply(ctl, "/waveform", "/waveform.reply", id, &reply)
+             : FL_CTL_NO_REPLY;
+  if (status == FL_CTL_NO_REPLY) {
+    return status;
+  }
+  if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+    reply_free(&reply);
+    return status;
+  }
+
+  static float  pairs[2 * FL_CTL_MAX_WAVEFORM_POINTS];
+  const int32_t count =
+    reply_is(&reply, "/waveform.reply", "iib")
+      ? waveform_pairs(&reply, pairs, FL_CTL_MAX_WAVEFORM_POINTS)
+      : -1;
+  if (count < 0) {
+    fputs("flitzictl: unexpected reply: ", stderr);
+    print_raw_reply(stderr, &reply);
+    reply_free(&reply);
+    return FL_CTL_REFUSED;
+  }
+  /* %.9g: every float32 printed so that it reads back as itself. */
+  if (ctl->json) {
+    printf("{\"reply\": \"/waveform.reply\", \"id\": %" PRId32
+           ", \"points\": %" PRId32 ", \"blob\": [",
+           arg_int(&reply, 0),
+           count);
+    for (int32_t i = 0; i < 2 * count; ++i) {
+      fputs(i % 2 ? ", " : i ? "], [" : "[", stdout);
+      if (isfinite(pairs[i])) {
+        printf("%.9g", (double)pairs[i]);
+      } else {
+        fputs("null", stdout); /* JSON has no NaN or infinity */
+      }
+    }
+    puts(count ? "]]}" : "]}");
+  } else {
+    for (int32_t i = 0; i < count; ++i) {
+      printf("%.9g %.9g\n", (double)pairs[2 * i], (double)pairs[2 * i + 1]);
+    }
+  }
+  fflush(stdout);
+  reply_free(&reply);
+  return FL_CTL_OK;
 }
 
 /*
@@ -1634,6 +1787,541 @@ cmd_meters(FlCtl* ctl, int32_t hz)
   return unsubscribe(ctl, "/meters", message_of_ints(1, 0, 0));
 }
 
+/* top: a live view of the rig */
+
+/* Frames a second: the rate of flitzid's meter bundles. */
+#define FL_CTL_TOP_METER_HZ 20
+/* How often /status and a /query of every slot go out; a poll without any
+   answer means flitzid is gone, and it is asked again as often. */
+#define FL_CTL_TOP_POLL_MS 1000
+#define FL_CTL_TOP_MAX_SLOTS 1024 /* flitzid's largest --slots */
+#define FL_CTL_TOP_TRACK_WIDTH 12 /* characters of a playhead's track */
+#define FL_CTL_TOP_LINE 512       /* bytes of a drawn line, at most */
+
+/* A pad as `top` knows it. */
+typedef struct {
+  bool    loaded;
+  bool    sounding; /* Between /event/started and /event/stopped */
+  bool    metered;  /* In the latest meter bundle */
+  float   peak;     /* Linear, from that bundle */
+  float   position; /* Seconds into the sample of its newest voice */
+  int32_t frames;
+  char    file[64]; /* The last part of its path, printable */
+} FlCtlPad;
+
+typedef struct {
+  bool           raw;       /* The terminal is in raw mode: restore it */
+  struct termios saved;     /* The terminal as it was */
+  bool           connected; /* flitzid answered during the last poll */
+  bool           answered;  /* Something arrived since the last poll */
+  int64_t        last_bundle_ms;
+  bool           redraw;
+  bool           have_status;
+  FlCtlStatus    status;
+  bool           have_transport;
+  char           source[16];
+  float          bpm;
+  int32_t        beats_per_bar;
+  double         beats;
+  int32_t        rolling;
+  float          master_peak;
+  int32_t        slot_count;   /* Slots asked about: --slots, at most 1024 */
+  char           problem[160]; /* The last /fail of our own requests */
+  FlCtlPad       pads[FL_CTL_TOP_MAX_SLOTS];
+} FlCtlTop;
+
+static FlCtlTop fl_ctl_top;
+
+/*
+  Raw mode: keys one at a time, unechoed; no flow control (Ctrl-S would
+  freeze the view) and no suspend (Ctrl-Z would stop it with the terminal
+  raw). Ctrl-C still raises SIGINT, which ends `top` as q does. The view
+  is drawn on the alternate screen, so the shell's screen comes back on
+  exit.
+*/
+static bool
+top_enter_terminal(FlCtlTop* top)
+{
+  if (tcgetattr(STDIN_FILENO, &top->saved)) {
+    return false;
+  }
+  struct termios raw = top->saved;
+  raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO | IEXTEN);
+  raw.c_iflag &= ~(tcflag_t)(IXON | ICRNL);
+  raw.c_cc[VMIN]  = 1;
+  raw.c_cc[VTIME] = 0;
+  raw.c_cc[VSUSP] = _POSIX_VDISABLE;
+  if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw)) {
+    return false;
+  }
+  top->raw = true;
+  fputs("\033[?1049h\033[?25l", stdout); /* Alternate screen, no cursor */
+  fflush(stdout);
+  return true;
+}
+
+/* Undo top_enter_terminal(); every way out of `top` passes here. */
+static void
+top_leave_terminal(FlCtlTop* top)
+{
+  if (!top->raw) {
+    return;
+  }
+  fputs("\033[?25h\033[?1049l", stdout);
+  fflush(stdout);
+  tcsetattr(STDIN_FILENO, TCSAFLUSH, &top->saved);
+  top->raw = false;
+}
+
+/* Send without a word on failure: the view says when flitzid is away. */
+static void
+top_send(FlCtl* ctl, const char* address, lo_message message)
+{
+  lo_send_message_from(ctl->daemon, ctl->server, address, message);
+  lo_message_free(message);
+}
+
+/* Meters and events; sent again whenever meters stop coming, since a
+   flitzid that restarted has forgotten both. */
+static void
+top_subscribe(FlCtl* ctl)
+{
+  top_send(ctl, "/notify", message_of_ints(1, 1, 0));
+  top_send(ctl, "/meters", message_of_ints(1, FL_CTL_TOP_METER_HZ, 0));
+}
+
+static void
+top_query_all(FlCtl* ctl, const FlCtlTop* top)
+{
+  for (int32_t id = 0; id < top->slot_count; ++id) {
+    top_send(ctl, "/query", message_of_ints(1, id, 0));
+  }
+}
+
+static void
+top_forget(FlCtlTop* top)
+{
+  top->have_status    = false;
+  top->have_transport = false;
+  top->slot_count     = 0;
+  top->master_peak    = 0.0f;
+  memset(top->pads, 0, sizeof(top->pads));
+}
+
+static double
+arg_double(const FlCtlReply* reply, int index)
+{
+  double value = 0.0;
+  memcpy(&value, reply_arg(reply, index), sizeof(value));
+  return value;
+}
+
+/* The last part of `path`, with anything unprintable (a terminal escape in
+   a file name) as '?'. */
+static void
+printable_file(char* file, size_t size, const char* path)
+{
+  const char* const slash = strrchr(path, '/');
+  snprintf(file, size, "%s", slash ? slash + 1 : path);
+  for (char* c = file; *c; ++c) {
+    if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7F) {
+      *c = '?';
+    }
+  }
+}
+
+static void
+top_take_slot(FlCtlTop* top, const FlCtlReply* message)
+{
+  const int32_t id = arg_int(message, 0);
+  if (id < 0 || id >= top->slot_count) {
+    return;
+  }
+  FlCtlPad* const pad = &top->pads[id];
+  pad->loaded         = arg_int(message, 5) != 0;
+  pad->frames         = arg_int(message, 2);
+  printable_file(pad->file, sizeof(pad->file), arg_string(message, 1));
+  if (!pad->loaded) {
+    pad->sounding = false;
+    pad->metered  = false;
+  }
+}
+
+static void
+top_take_status(FlCtl* ctl, FlCtlTop* top, const FlCtlReply* message)
+{
+  FlCtlStatus* const s = &top->status;
+  s->voices_active     = arg_int(message, 0);
+  s->voices_max        = arg_int(message, 1);
+  s->slots_loaded      = arg_int(message, 2);
+  s->slots_max         = arg_int(message, 3);
+  s->sample_rate       = arg_int(message, 4);
+  s->dsp_load_avg_pct  = arg_float(message, 5);
+  s->dsp_load_peak_pct = arg_float(message, 6);
+  s->xruns             = arg_int(message, 7);
+  top->have_status     = true;
+
+  /* The first /status (or one of a flitzid restarted with other --slots)
+     says which slots there are: ask about each at once. */
+  const int32_t count = s->slots_max < 0 ? 0
+                        : s->slots_max > FL_CTL_TOP_MAX_SLOTS
+                          ? FL_CTL_TOP_MAX_SLOTS
+                          : s->slots_max;
+  if (count != top->slot_count) {
+    memset(top->pads, 0, sizeof(top->pads));
+    top->slot_count = count;
+    top_query_all(ctl, top);
+  }
+}
+
+/* Every message from flitzid, as it arrives (FlCtl's take_now). */
+static void
+top_take(FlCtl* ctl, const FlCtlReply* message)
+{
+  FlCtlTop* const top = &fl_ctl_top;
+  top->answered       = true;
+  if (!top->connected) {
+    /* Back, or there for the first time. */
+    top->connected  = true;
+    top->problem[0] = '\0';
+    top_subscribe(ctl);
+    top->redraw = true;
+  }
+
+  if (reply_is(message, "/meter/master", "ff")) {
+    /* A bundle starts with the master: the slots that follow are the ones
+       sounding now. The whole bundle comes in one datagram, and the view is
+       drawn after it. */
+    for (int32_t id = 0; id < top->slot_count; ++id) {
+      top->pads[id].metered = false;
+    }
+    const float left    = arg_float(message, 0);
+    const float right   = arg_float(message, 1);
+    top->master_peak    = left > right ? left : right;
+    top->last_bundle_ms = now_ms();
+    top->problem[0]     = '\0'; /* Meters come: /meters is no problem now */
+    top->redraw         = true;
+    top_send(ctl, "/transport", lo_message_new());
+  } else if (reply_is(message, "/meter/slot", "iff")) {
+    const int32_t id = arg_int(message, 0);
+    if (id >= 0 && id < top->slot_count) {
+      top->pads[id].metered  = true;
+      top->pads[id].peak     = arg_float(message, 1);
+      top->pads[id].position = arg_float(message, 2);
+    }
+  } else if (reply_is(message, "/event/started", "i") ||
+             reply_is(message, "/event/stopped", "i")) {
+    const int32_t id = arg_int(message, 0);
+    if (id >= 0 && id < top->slot_count) {
+      top->pads[id].sounding = !strcmp(message->path, "/event/started");
+      top->redraw            = true;
+    }
+  } else if ((reply_is(message, "/done", "siiii") &&
+              reply_names(message, "/load")) ||
+             (reply_is(message, "/done", "si") &&
+              reply_names(message, "/unload"))) {
+    /* A copy of any client's load or unload (/notify): read that pad. */
+    top_send(ctl, "/query", message_of_ints(1, arg_int(message, 1), 0));
+  } else if (reply_is(message, "/slot", "isiiii")) {
+    top_take_slot(top, message);
+    top->redraw = true;
+  } else if (reply_is(message, "/status.reply", "iiiiiffiii")) {
+    top_take_status(ctl, top, message);
+  } else if (reply_is(message, "/transport.reply", "sfidi")) {
+    snprintf(top->source, sizeof(top->source), "%s", arg_string(message, 0));
+    top->bpm            = arg_float(message, 1);
+    top->beats_per_bar  = arg_int(message, 2);
+    top->beats          = arg_double(message, 3);
+    top->rolling        = arg_int(message, 4);
+    top->have_transport = true;
+  } else if (!strcmp(message->path, "/fail") &&
+             reply_types(message)[0] == 's' &&
+             (reply_names(message, "/meters") ||
+              reply_names(message, "/notify"))) {
+    /* One of ours (the copies of other clients' /load failures are not). */
+    const char* const types = reply_types(message);
+    snprintf(top->problem,
+             sizeof(top->problem),
+             "flitzid refused %s: %s",
+             arg_string(message, 0),
+             types[1] == 's' ? arg_string(message, 1) : "?");
+    top->redraw = true;
+  }
+}
+
+/* Once a second: is flitzid still there, what it holds, and whether it
+   still sends meters. */
+static void
+top_poll(FlCtl* ctl, FlCtlTop* top)
+{
+  if (top->connected && !top->answered) {
+    top->connected = false;
+    top_forget(top);
+  }
+  top->answered = false;
+  top_send(ctl, "/status", lo_message_new());
+  if (top->connected) {
+    if (now_ms() - top->last_bundle_ms > FL_CTL_TOP_POLL_MS) {
+      /* Events may have been missed too: a pad that sounds shows in the
+         meters again. */
+      for (int32_t id = 0; id < top->slot_count; ++id) {
+        top->pads[id].sounding = false;
+      }
+      top_subscribe(ctl);
+    }
+    top_query_all(ctl, top);
+  }
+  top->redraw = true;
+}
+
+/* "[----|-------]": where the newest voice is in the sample. */
+static void
+format_track(char* text, size_t size, double fraction, bool shown)
+{
+  char track[FL_CTL_TOP_TRACK_WIDTH + 1];
+  memset(track, '-', FL_CTL_TOP_TRACK_WIDTH);
+  track[FL_CTL_TOP_TRACK_WIDTH] = '\0';
+  if (shown) {
+    fraction        = fraction < 0.0 ? 0.0 : fraction > 1.0 ? 1.0 : fraction;
+    const int place = (int)(fraction * (FL_CTL_TOP_TRACK_WIDTH - 1) + 0.5);
+    track[place]    = '|';
+  }
+  snprintf(text, size, "[%s]", track);
+}
+
+/* Append a line (cut to the terminal's width) to the frame. */
+static void
+top_line(char* frame, size_t size, size_t* used, int columns, const char* line)
+{
+  const size_t length = strlen(line);
+  const size_t shown  = length < (size_t)columns ? length : (size_t)columns;
+  const int    wrote  = snprintf(frame + *used,
+                             size - *used,
+                             "%s%.*s\033[K",
+                             *used ? "\n" : "",
+                             (int)shown,
+                             line);
+  if (wrote > 0 && (size_t)wrote < size - *used) {
+    *used += (size_t)wrote;
+  }
+}
+
+static void
+top_draw(const FlCtl* ctl, const FlCtlTop* top)
+{
+  int            columns = 80;
+  int            rows    = 24;
+  struct winsize window;
+  if (!ioctl(STDOUT_FILENO, TIOCGWINSZ, &window) && window.ws_col &&
+      window.ws_row) {
+    columns = window.ws_col;
+    rows    = window.ws_row;
+  }
+  columns = columns < FL_CTL_TOP_LINE - 1 ? columns : FL_CTL_TOP_LINE - 1;
+
+  static char frame[256 * 1024];
+  size_t      used = 0U;
+  char        line[FL_CTL_TOP_LINE];
+  char        meter[64];
+  char        track[FL_CTL_TOP_TRACK_WIDTH + 3];
+
+  if (!top->connected) {
+    snprintf(line,
+             sizeof(line),
+             "waiting for flitzid at %s:%s (asking again every second)",
+             ctl->host,
+             ctl->port);
+    top_line(frame, sizeof(frame), &used, columns, line);
+    top_line(frame, sizeof(frame), &used, columns, "");
+    top_line(frame, sizeof(frame), &used, columns, "q quits");
+    fprintf(stdout, "\033[H%s\033[J", frame);
+    fflush(stdout);
+    return;
+  }
+
+  /* The header: tempo, bar and beat, DSP load, xruns, voices. */
+  int length =
+    snprintf(line, sizeof(line), "flitzid at %s:%s", ctl->host, ctl->port);
+  if (top->have_transport && top->beats_per_bar > 0) {
+    const double bar  = floor(top->beats / top->beats_per_bar);
+    const double beat = floor(top->beats - bar * top->beats_per_bar);
+    length += snprintf(line + length,
+                       sizeof(line) - (size_t)length,
+                       "   %.2f BPM   bar %.0f beat %.0f of %" PRId32 "%s%s",
+                       (double)top->bpm,
+                       bar + 1.0,
+                       beat + 1.0,
+                       top->beats_per_bar,
+                       strcmp(top->source, "internal") ? " (JACK)" : "",
+                       top->rolling ? "" : " stopped");
+  }
+  if (top->have_status) {
+    snprintf(line + length,
+             sizeof(line) - (size_t)length,
+             "   DSP %.1f %% (peak %.1f %%)   xruns %" PRId32
+             "   voices %" PRId32 "/%" PRId32,
+             (double)top->status.dsp_load_avg_pct,
+             (double)top->status.dsp_load_peak_pct,
+             top->status.xruns,
+             top->status.voices_active,
+             top->status.voices_max);
+  }
+  top_line(frame, sizeof(frame), &used, columns, line);
+  format_meter(meter, sizeof(meter), top->master_peak);
+  snprintf(line, sizeof(line), "master         %s", meter);
+  top_line(frame, sizeof(frame), &used, columns, line);
+  top_line(frame, sizeof(frame), &used, columns, "");
+  snprintf(line,
+           sizeof(line),
+           " pad  state    %-*s  %-*s  %-19s  file",
+           FL_CTL_METER_WIDTH + 14, /* "[bar] -12.3 dBFS" */
+           "level",
+           FL_CTL_TOP_TRACK_WIDTH + 2,
+           "playhead",
+           "seconds");
+  top_line(frame, sizeof(frame), &used, columns, line);
+
+  /* A row per loaded pad, as many as fit above the footer. */
+  const int32_t rate  = top->have_status ? top->status.sample_rate : 0;
+  int           room  = rows - 7;
+  int32_t       shown = 0;
+  int32_t       more  = 0;
+  for (int32_t id = 0; id < top->slot_count; ++id) {
+    const FlCtlPad* const pad = &top->pads[id];
+    if (!pad->loaded) {
+      continue;
+    }
+    if (room <= 0) {
+      ++more;
+      continue;
+    }
+    const bool   playing = pad->metered || pad->sounding;
+    const double seconds = rate > 0 ? (double)pad->frames / rate : 0.0;
+    format_meter(meter, sizeof(meter), pad->metered ? pad->peak : 0.0f);
+    format_track(track,
+                 sizeof(track),
+                 seconds > 0.0 ? pad->position / seconds : 0.0,
+                 pad->metered);
+    char where[24];
+    if (pad->metered) {
+      snprintf(where, sizeof(where), "%7.3f", (double)pad->position);
+    } else {
+      snprintf(where, sizeof(where), "%7s", "-");
+    }
+    snprintf(line,
+             sizeof(line),
+             "%4" PRId32 "  %-7s  %s  %s  %s / %7.3f s  %s",
+             id,
+             playing ? "playing" : "stopped",
+             meter,
+             track,
+             where,
+             seconds,
+             pad->file);
+    top_line(frame, sizeof(frame), &used, columns, line);
+    --room;
+    ++shown;
+  }
+  if (!shown && !more) {
+    top_line(frame, sizeof(frame), &used, columns, "   (no pad is loaded)");
+  }
+  if (more) {
+    snprintf(line, sizeof(line), "   ... and %" PRId32 " more", more);
+    top_line(frame, sizeof(frame), &used, columns, line);
+  }
+  top_line(frame, sizeof(frame), &used, columns, "");
+  top_line(frame, sizeof(frame), &used, columns, top->problem);
+  top_line(frame, sizeof(frame), &used, columns, "q quits");
+  fprintf(stdout, "\033[H%s\033[J", frame);
+  fflush(stdout);
+}
+
+/* Read the keys that are there; true if one of them quits. */
+static bool
+top_keys(void)
+{
+  char          keys[64];
+  const ssize_t count = read(STDIN_FILENO, keys, sizeof(keys));
+  if (count <= 0) {
+    return count == 0; /* End of input: nobody is left to press q */
+  }
+  return memchr(keys, 'q', (size_t)count) || memchr(keys, 'Q', (size_t)count);
+}
+
+/*
+  The live view, until q, SIGINT or SIGTERM. It never waits for a reply:
+  every message is taken as it comes (top_take) and the view drawn after
+  each meter bundle (20 a second) and each poll (once a second).
+*/
+static int
+cmd_top(FlCtl* ctl)
+{
+  if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+    return usage_error("%s", "top needs a terminal on stdin and stdout");
+  }
+  FlCtlTop* const top = &fl_ctl_top;
+  sigset_t        waiting;
+  catch_interrupts(&waiting);
+  if (!top_enter_terminal(top)) {
+    fprintf(
+      stderr, "flitzictl: cannot set up the terminal: %s\n", strerror(errno));
+    return FL_CTL_REFUSED;
+  }
+
+  ctl->take_now          = top_take;
+  int64_t       next_ms  = now_ms();
+  bool          quit     = false;
+  int           status   = FL_CTL_OK;
+  struct pollfd ready[2] = {
+    { lo_server_get_socket_fd(ctl->server), POLLIN, 0 },
+    { STDIN_FILENO, POLLIN, 0 },
+  };
+  while (!quit &&
+         !atomic_load_explicit(&fl_ctl_interrupted, memory_order_relaxed)) {
+    if (now_ms() >= next_ms) {
+      top_poll(ctl, top);
+      next_ms = now_ms() + FL_CTL_TOP_POLL_MS;
+    }
+    if (top->redraw) {
+      top_draw(ctl, top);
+      top->redraw = false;
+    }
+    const int64_t   left_ms = next_ms - now_ms();
+    struct timespec timeout = { 0, 0 };
+    if (left_ms > 0) {
+      timeout.tv_sec  = (time_t)(left_ms / 1000);
+      timeout.tv_nsec = (long)(left_ms % 1000) * 1000000L;
+    }
+    const int count = ppoll(ready, 2, &timeout, &waiting);
+    if (count < 0 && errno != EINTR) {
+      status = FL_CTL_NO_REPLY;
+      break;
+    }
+    if (count > 0 && (ready[0].revents & POLLIN)) {
+      while (lo_server_recv_noblock(ctl->server, 0) > 0) {
+        /* Each message went to top_take() */
+      }
+    }
+    if (count > 0 && (ready[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      quit = top_keys();
+    }
+  }
+  ctl->take_now = NULL;
+  top_leave_terminal(top);
+  if (status != FL_CTL_OK) {
+    fprintf(stderr, "flitzictl: poll: %s\n", strerror(errno));
+    return status;
+  }
+
+  /* Unsubscribe (if flitzid is there to hear it); waiting for the /done
+     leaves no reply behind for the port's next user. */
+  if (top->connected) {
+    unsubscribe(ctl, "/meters", message_of_ints(1, 0, 0));
+    unsubscribe(ctl, "/notify", message_of_ints(1, 0, 0));
+  }
+  return FL_CTL_OK;
+}
+
 /* Command-line dispatch */
 
 typedef struct {
@@ -1667,6 +2355,9 @@ static const FlCtlCommand fl_ctl_commands[] = {
   { "status", 0, 0, "", false },
   { "watch", 0, 0, "", false },
   { "meters", 0, 1, " [HZ]", false },
+  { "analyze", 1, 1, " ID", true },
+  { "waveform", 2, 4, " ID POINTS [START [END]]", true },
+  { "top", 0, 0, "", false },
   { "quit", 0, 0, "", false },
 };
 
@@ -1743,6 +2434,30 @@ run(FlCtl* ctl, const FlCtlCommand* command, char** args, int count)
                          args[0]);
     }
     return cmd_meters(ctl, hz);
+  }
+  if (!strcmp(name, "analyze")) {
+    return cmd_analyze(ctl, id);
+  }
+  if (!strcmp(name, "waveform")) {
+    int32_t points  = 0;
+    double  range[] = { 0.0, 0.0 }; /* START and END: 0 0 is all of it */
+    if (!parse_int32(args[1], &points)) {
+      return usage_error("POINTS must be a whole number: '%s'", args[1]);
+    }
+    for (int i = 2; i < count; ++i) {
+      if (!parse_number(args[i], &range[i - 2])) {
+        return usage_error(i == 2 ? "START must be a number: '%s'"
+                                  : "END must be a number: '%s'",
+                           args[i]);
+      }
+    }
+    return cmd_waveform(ctl, id, points, range[0], range[1]);
+  }
+  if (!strcmp(name, "top")) {
+    if (ctl->json) {
+      return usage_error("%s", "top draws a view; --json does not apply");
+    }
+    return cmd_top(ctl);
   }
   if (!strcmp(name, "unload")) {
     return cmd_done(ctl, "/unload", message_of_ints(1, id, 0), id, "unloaded");
