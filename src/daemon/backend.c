@@ -115,12 +115,16 @@ on_timebase(jack_transport_state_t state,
             void*                  data)
 {
   (void)state;
-  (void)frame_count;
   (void)new_position;
   FlBackend* const         backend = (FlBackend*)data;
   double                   beats   = 0.0;
   const FlTransport* const clock =
     fl_engine_rt_transport(backend->config.engine, &beats);
+  /* JACK asks for the position of the next cycle (position->frame is its
+     first frame): the beats one period on from the first frame of the
+     period just processed. */
+  beats +=
+    (double)frame_count * clock->bpm / (60.0 * (double)clock->sample_rate);
   beats                      = beats > 0.0 ? beats : 0.0;
   const double bar_beats     = (double)clock->beats_per_bar;
   const double bar           = floor(beats / bar_beats);
