@@ -62,6 +62,8 @@ class Tmux:
         # A session that outlives the runs: a server left without sessions
         # exits, and the next run's new-session could reach it as it does.
         self.tmux("new-session", "-d", "-s", "keep", "cat")
+        self.socket_path = self.tmux("display-message", "-p", "-t", "keep",
+                                     "#{socket_path}").stdout.strip()
 
     def tmux(self, *args, timeout_s=10):
         return subprocess.run(["tmux", "-L", self.socket, "-f", os.devnull]
@@ -130,6 +132,12 @@ class Tmux:
 
     def close(self):
         self.tmux("kill-server")
+        # tmux leaves its socket behind in /tmp/tmux-UID.
+        if self.socket_path:
+            try:
+                os.unlink(self.socket_path)
+            except OSError:
+                pass
 
 
 def rows_of(text):
