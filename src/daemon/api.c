@@ -316,12 +316,14 @@ on_unload(void*            data,
     return;
   }
 
+  /* Whether the slot holds a sample, read before the loader may empty it. */
+  const bool     loaded = fl_bank_get(api->bank, (uint32_t)slot) != NULL;
   const FlStatus status =
     api->loader
       ? fl_loader_unload(api->loader, (uint32_t)slot, peer, sizeof(*peer))
       : FL_ERR_QUEUE_FULL;
   fail_request(server, peer, "/unload", slot, status);
-  if (!status && fl_bank_get(api->bank, (uint32_t)slot)) {
+  if (!status && loaded) {
     /* An emptied pad forgets its settings (a reload keeps them); an /unload
        of an empty slot fails and changes nothing. */
     reset_settings(api, (uint32_t)slot);
