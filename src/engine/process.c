@@ -1243,8 +1243,11 @@ render_varispeed(FlEngine*     engine,
   if (stretch) {
     leave_stretch(voice, &view);
   }
-  voice->step    = target;
-  voice->ramp_at = 0U;
+  voice->step = target;
+  /* A fade that starts in a later block of the period (a note-off's) is
+     that much nearer. */
+  voice->ramp_at =
+    voice->ramp_at > block_frames ? voice->ramp_at - block_frames : 0U;
 }
 
 /* Render one voice into `targets` (the outputs, or a slot's scratch) for the
@@ -1367,7 +1370,10 @@ render_voice(FlEngine*     engine,
       }
     }
   }
-  voice->ramp_at = 0U;
+  /* A fade that starts in a later block of the period (a note-off's) is
+     that much nearer. */
+  voice->ramp_at =
+    voice->ramp_at > block_frames ? voice->ramp_at - block_frames : 0U;
 }
 
 /* Step 2b: the voices of one non-neutral slot, summed in the scratch block,
@@ -1726,10 +1732,27 @@ fl_engine_queue_notes(FlEngine*     engine,
   }
 }
 
+/* A note-off of a held slot: its voices fade out from the note's own frame
+   (`at`, counted from the first frame of the period), as a choke fades
+   voices from a new voice's frame. */
+static FL_REALTIME void
+release_slot(FlEngine* engine,
+             uint32_t  slot,
+             uint32_t  at,
+             uint32_t* handed_back)
+{
+  for (uint32_t i = 0U; i < engine->order_count; ++i) {
+    Voice* const voice = &engine->voices[engine->order[i]];
+    if (voice->slot == slot) {
+      fade_voice(engine, voice, engine->stop_fade_frames, at, handed_back);
+    }
+  }
+}
+
 /* MIDI notes of this period: a note-on is a play that starts at its own
    frame (its time within this period's timing), or with quantization on
    the first grid line at or after that frame; a note-off releases a held
-   slot, from its frame's period on. */
+   slot from its own frame. */
 static FL_REALTIME void
 apply_notes(FlEngine* engine, const FlPeriod* period, uint32_t* handed_back)
 {
@@ -1738,7 +1761,7 @@ apply_notes(FlEngine* engine, const FlPeriod* period, uint32_t* handed_back)
     const FlNote* const note = &engine->pending_notes[i];
     if (note->velocity <= 0.0f) {
       if (engine->slots[note->slot].params.hold) {
-        fade_slot(engine, note->slot, handed_back);
+        release_slot(engine, note->slot, note->offset, handed_back);
       }
       continue;
     }
