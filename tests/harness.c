@@ -1283,8 +1283,8 @@ struct FlRecorderImpl {
   jack_client_t* client;
   CycleTimes*    periods; ///< One per recorded period, preallocated
   uint32_t       period_capacity;
-  jack_port_t*   inputs[2];
-  float*         buffers[2]; ///< capacity_frames each, preallocated
+  jack_port_t*   inputs[FL_RECORDER_MAX_CHANNELS];
+  float*         buffers[FL_RECORDER_MAX_CHANNELS]; ///< capacity_frames each
   unsigned       channels;
   uint32_t       capacity_frames;
 
@@ -1307,8 +1307,8 @@ struct FlRecorderImpl {
 static int
 on_process(jack_nframes_t nframes, void* arg)
 {
-  FlRecorder* const recorder = (FlRecorder*)arg;
-  const float*      in[2]    = { NULL, NULL };
+  FlRecorder* const recorder                     = (FlRecorder*)arg;
+  const float*      in[FL_RECORDER_MAX_CHANNELS] = { NULL };
   for (unsigned c = 0; c < recorder->channels; ++c) {
     in[c] = (const float*)jack_port_get_buffer(recorder->inputs[c], nframes);
   }
@@ -1396,7 +1396,7 @@ fl_recorder_new(const char* server,
                 uint32_t    capacity_frames)
 {
   FlRecorder* const recorder = (FlRecorder*)calloc(1, sizeof(FlRecorder));
-  if (!recorder || channels < 1 || channels > 2) {
+  if (!recorder || channels < 1 || channels > FL_RECORDER_MAX_CHANNELS) {
     free(recorder);
     return NULL;
   }
@@ -1478,8 +1478,9 @@ fl_recorder_free(FlRecorder* recorder)
     }
     sem_destroy(&recorder->cycle_done);
     free(recorder->periods);
-    free(recorder->buffers[0]);
-    free(recorder->buffers[1]);
+    for (unsigned c = 0; c < FL_RECORDER_MAX_CHANNELS; ++c) {
+      free(recorder->buffers[c]);
+    }
     free(recorder);
   }
 }

@@ -343,10 +343,14 @@ bool fl_osc_wait_voices(FlOsc* osc, int32_t voices, int timeout_ms);
 
 typedef struct FlRecorderImpl FlRecorder;
 
+/** Inputs a recorder can have: every port of flitzid's eight buses. */
+#define FL_RECORDER_MAX_CHANNELS 16U
+
 /**
-   Open a JACK client on `server` with inputs in_1..in_<channels> connected
-   to "<source>:out_1".. "out_<channels>", able to record `capacity_frames`
-   frames. Returns NULL (and prints why) on failure.
+   Open a JACK client on `server` with inputs in_1..in_<channels> (1 to
+   FL_RECORDER_MAX_CHANNELS) connected to "<source>:out_1"..
+   "out_<channels>", able to record `capacity_frames` frames. Returns NULL
+   (and prints why) on failure.
 */
 FlRecorder* fl_recorder_new(const char* server,
                             const char* source,
