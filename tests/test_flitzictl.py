@@ -94,7 +94,24 @@ def check_usage(tap, ctl):
                        (["waveform", 0, 4, 0, 1, 2], "a waveform with an "
                         "extra argument"),
                        (["top"], "top without a terminal"),
-                       (["top", 1], "top with an argument")):
+                       (["top", 1], "top with an argument"),
+                       (["tempo", "fast"], "a tempo that is no number"),
+                       (["tempo", 120, 130], "a tempo with an extra "
+                        "argument"),
+                       (["signature", "3.5"], "a signature that is no "
+                        "whole number"),
+                       (["quantize"], "a quantize without a grid (flitzid "
+                        "cannot report it)"),
+                       (["quantize", "1/4", "1/8"], "a quantize with two "
+                        "grids"),
+                       (["downbeat", 1], "a downbeat with an argument"),
+                       (["transport", "now"], "a transport with an "
+                        "argument"),
+                       (["speed"], "a speed without a factor"),
+                       (["speed", "fast"], "a speed that is no number"),
+                       (["bpmlock"], "a bpmlock without 0 or 1"),
+                       (["bpmlock", "on"], "a bpmlock that is no number"),
+                       (["save", "now"], "a save with an argument")):
         result = ctl.run(*args)
         if check_exit(tap, result, 64, f"usage error for {what}"):
             tap.ok("Usage: flitzictl" in result.stderr and not result.stdout,
@@ -123,6 +140,11 @@ def check_no_daemon(tap, ctl):
     check_exit(tap, result, 2, "load with no daemon")
     result = ctl.run("--timeout", "300", "play", 0, "0.5", port=port)
     check_exit(tap, result, 2, "play with no daemon")
+    for args in (("tempo",), ("tempo", 120), ("quantize", "1/4"),
+                 ("transport",)):
+        result = ctl.run("--timeout", "300", *args, port=port)
+        check_exit(tap, result, 2, " ".join(map(str, args))
+                   + " with no daemon")
 
 
 def check_daemon(tap, ctl, daemon, samples):
@@ -280,6 +302,7 @@ def check_daemon(tap, ctl, daemon, samples):
 
     check_pads(tap, ctl, daemon, samples)
     check_analysis(tap, ctl, samples)
+    check_transport(tap, ctl, daemon.flitzid)
 
     # unload
     check_exit(tap, ctl.run("unload", 0), 0, "unload 0")
@@ -583,6 +606,204 @@ def check_analysis(tap, ctl, samples):
                       f"{what}: the reason on stderr")
 
 
+TRANSPORT_KEYS = ["source", "bpm", "beats_per_bar", "beats", "rolling"]
+
+
+def transport_of(ctl):
+    """The transport as --json reports it, or {}."""
+    result = ctl.run("--json", "transport")
+    try:
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+    except ValueError:
+        return {}
+
+
+def check_refused(tap, result, reason, what):
+    """Exit 1, the reason on stderr, nothing on stdout."""
+    if check_exit(tap, result, 1, what):
+        tap.equal((result.stderr.strip(), result.stdout), (reason, ""),
+                  f"{what}: the reason on stderr, nothing on stdout")
+
+
+def check_transport(tap, ctl, flitzid):
+    """tempo, signature, quantize, downbeat, transport, speed, bpmlock and
+    save (flitzid runs without --state here) against flitzid's clock, which
+    is at its defaults until now: 120 BPM, 4 beats per bar."""
+    result = ctl.run("transport")
+    if check_exit(tap, result, 0, "transport"):
+        lines = settings_lines(result) or {}
+        tap.equal(list(lines), TRANSPORT_KEYS,
+                  "transport prints source, bpm, beats_per_bar, beats and "
+                  "rolling, one KEY=VALUE a line")
+        tap.equal({k: lines.get(k) for k in ("source", "bpm",
+                                             "beats_per_bar", "rolling")},
+                  {"source": "internal", "bpm": "120", "beats_per_bar": "4",
+                   "rolling": "1"}, "transport: the defaults, rolling")
+        tap.ok(re.fullmatch(r"\d+\.\d{3}", lines.get("beats", "")),
+               "transport: beats with three decimals", shows(result))
+    result = ctl.run("--json", "transport")
+    if check_exit(tap, result, 0, "--json transport"):
+        try:
+            found = json.loads(result.stdout)
+        except ValueError:
+            found = {}
+        tap.ok(list(found) == ["reply"] + TRANSPORT_KEYS
+               and found["reply"] == "/transport.reply"
+               and found["bpm"] == 120 and found["beats_per_bar"] == 4
+               and isinstance(found["beats"], (int, float)),
+               "--json transport: one /transport.reply object with named "
+               "fields", shows(result))
+
+    # tempo: print it, or set it and print it once /transport shows it.
+    result = ctl.run("tempo")
+    if check_exit(tap, result, 0, "tempo"):
+        tap.equal(result.stdout, "120 BPM\n", "tempo prints '120 BPM'")
+    result = ctl.run("tempo", "128.5")
+    if check_exit(tap, result, 0, "tempo 128.5"):
+        tap.equal((result.stdout, result.stderr), ("128.5 BPM\n", ""),
+                  "tempo 128.5 prints the new tempo (/transport shows it)")
+    tap.equal(transport_of(ctl).get("bpm"), 128.5,
+              "after tempo 128.5, /transport shows 128.5")
+    shown = [ctl.run("tempo", bpm).stdout for bpm in range(60, 80)]
+    tap.equal(shown, [f"{bpm} BPM\n" for bpm in range(60, 80)],
+              "tempo 60, 61, ..., 79 in a row: each prints its own tempo")
+    result = ctl.run("--json", "tempo", "97.5")
+    if check_exit(tap, result, 0, "--json tempo 97.5"):
+        try:
+            found = json.loads(result.stdout)
+        except ValueError:
+            found = {}
+        tap.ok(found.get("reply") == "/transport.reply"
+               and found.get("bpm") == 97.5
+               and result.stdout.count("\n") == 1,
+               "--json tempo 97.5: the /transport.reply that shows it",
+               shows(result))
+    for bpm in ("19", "300.5"):
+        check_refused(tap, ctl.run("tempo", bpm),
+                      f"flitzictl: /tempo: tempo must be a number from 20 "
+                      f"to 300 BPM (got {bpm})", f"tempo {bpm}")
+    result = ctl.run("--json", "tempo", "19")
+    if check_exit(tap, result, 1, "--json tempo 19"):
+        tap.ok(result.stdout.startswith('{"reply": "/fail", "address": '
+                                        '"/tempo", "reason": ')
+               and result.stdout.count("\n") == 1,
+               "--json tempo 19: the /fail object", shows(result))
+    result = ctl.run("tempo")
+    tap.equal(result.stdout, "97.5 BPM\n", "a refused tempo changes nothing")
+
+    # signature
+    result = ctl.run("signature")
+    if check_exit(tap, result, 0, "signature"):
+        tap.equal(result.stdout, "4 beats per bar\n",
+                  "signature prints '4 beats per bar'")
+    for beats, text in ((3, "3 beats per bar"), (1, "1 beat per bar")):
+        result = ctl.run("signature", beats)
+        if check_exit(tap, result, 0, f"signature {beats}"):
+            tap.equal((result.stdout, result.stderr), (text + "\n", ""),
+                      f"signature {beats} prints '{text}'")
+    for beats in (0, 17):
+        check_refused(tap, ctl.run("signature", beats),
+                      f"flitzictl: /signature: beats per bar must be a whole "
+                      f"number from 1 to 16 (got {beats})",
+                      f"signature {beats}")
+    result = ctl.run("signature", 4)
+    tap.equal(transport_of(ctl).get("beats_per_bar"), 4,
+              "after signature 4, /transport shows 4 beats per bar")
+
+    # quantize, speed, bpmlock: no reply unless refused, nothing printed.
+    for args in (("quantize", "1/4"), ("quantize", "4"), ("quantize", "off"),
+                 ("speed", "1.5"), ("speed", "0.5"), ("speed", 1),
+                 ("bpmlock", 1), ("bpmlock", 0)):
+        result = ctl.run(*args)
+        what = " ".join(map(str, args))
+        if check_exit(tap, result, 0, what):
+            tap.equal((result.stdout, result.stderr), ("", ""),
+                      f"{what}: prints nothing")
+    grids = "off, 1/64, 1/32, 1/16, 1/8, 1/4, 1/2, 1, 2 or 4"
+    for args, reason in (
+            (("quantize", "1/3"), f"/quantize: unknown grid '1/3' ({grids})"),
+            (("quantize", "global"),
+             f"/quantize: unknown grid 'global' ({grids})"),
+            (("speed", 3), "/speed: speed must be a number from 0.5 to 2 "
+             "(got 3)"),
+            (("speed", "-1"), "/speed: speed must be a number from 0.5 to 2 "
+             "(got -1)"),
+            (("bpmlock", 2), "/bpmlock: bpmlock must be 0 or 1")):
+        check_refused(tap, ctl.run(*args), "flitzictl: " + reason,
+                      " ".join(map(str, args)))
+
+    # downbeat: beat 0 from the next period on. flitzid has been running
+    # for seconds, so the beats are far from 0 before it.
+    before = transport_of(ctl).get("beats", 0)
+    result = ctl.run("downbeat")
+    if check_exit(tap, result, 0, "downbeat"):
+        tap.equal((result.stdout, result.stderr), ("", ""),
+                  "downbeat prints nothing")
+    time.sleep(0.05)
+    after = transport_of(ctl).get("beats", -1)
+    tap.ok(before > 2 and 0 <= after < 0.5,
+           "downbeat: the beats start again from 0",
+           f"before {before}, 50 ms after {after}")
+
+    # save: this flitzid has no --state (see check_save for one that has).
+    result = ctl.run("save")
+    if not lists_save(flitzid):
+        check_exit(tap, result, 1, "save of a flitzid without /save")
+    elif check_exit(tap, result, 1, "save without --state"):
+        tap.ok(result.stderr.startswith("flitzictl: /save: ")
+               and "--state" in result.stderr and not result.stdout,
+               "save without --state: the reason on stderr", shows(result))
+
+    ctl.run("tempo", 120)
+
+
+def check_save(tap, ctl, state):
+    """save against a flitzid with --state STATE: the settings of the
+    transport commands are in the file it writes."""
+    for args in (("tempo", "97.5"), ("signature", 3), ("quantize", "1/8"),
+                 ("speed", "1.25"), ("bpmlock", 1)):
+        check_exit(tap, ctl.run(*args), 0, " ".join(map(str, args)))
+    result = ctl.run("save")
+    if check_exit(tap, result, 0, "save with --state"):
+        tap.equal(result.stdout, "saved\n", "save prints 'saved'")
+    try:
+        with open(state, encoding="utf-8") as state_file:
+            saved = json.load(state_file)
+    except (OSError, ValueError) as error:
+        saved = {"error": str(error)}
+    tap.equal({k: saved.get(k) for k in ("tempo", "signature", "quantize",
+                                         "speed", "bpmlock")},
+              {"tempo": 97.5, "signature": 3, "quantize": "1/8",
+               "speed": 1.25, "bpmlock": True},
+              "save: the state file holds the tempo, signature, quantize, "
+              "speed and bpmlock set with flitzictl")
+    result = ctl.run("--json", "save")
+    if check_exit(tap, result, 0, "--json save"):
+        tap.equal(result.stdout, '{"reply": "/done", "address": "/save"}\n',
+                  "--json save: the /done object")
+
+    # A state file that cannot be written (its directory is gone, which
+    # stops root too): /save answers /fail with the reason.
+    directory = os.path.dirname(state)
+    shutil.rmtree(directory)
+    try:
+        ctl.run("tempo", 100)
+        result = ctl.run("save")
+    finally:
+        os.mkdir(directory)  # For the write at flitzid's exit
+    if check_exit(tap, result, 1, "save whose directory is gone"):
+        tap.ok(result.stderr.startswith("flitzictl: /save: ")
+               and state in result.stderr and not result.stdout,
+               "save whose directory is gone: the reason on stderr",
+               shows(result))
+
+
+def lists_save(flitzid):
+    listed = subprocess.run([flitzid, "--list-osc"], capture_output=True,
+                            text=True, timeout=10).stdout
+    return any(line.split(" ")[0] == "/save" for line in listed.splitlines())
+
+
 def main():
     raise_on_sigterm()
     flitzid = os.environ.get("FLITZID")
@@ -606,6 +827,21 @@ def main():
             shutil.rmtree(samples, ignore_errors=True)
             if tap.failures:
                 tap.note(daemon.logs())
+
+    if not lists_save(flitzid):
+        tap.note("flitzid --list-osc has no /save: skipping save --state")
+        return tap.finish()
+    sessions = tempfile.mkdtemp(prefix="flitzictl-state-")
+    state = os.path.join(sessions, "session.json")
+    try:
+        with Daemon(flitzid, "ctl-state", slots=2,
+                    extra_args=["--state", state]) as daemon:
+            failures = tap.failures
+            check_save(tap, Ctl(flitzictl, daemon.port), state)
+            if tap.failures > failures:
+                tap.note(daemon.logs())
+    finally:
+        shutil.rmtree(sessions, ignore_errors=True)
     return tap.finish()
 
 

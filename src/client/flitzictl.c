@@ -130,6 +130,10 @@ static const FlCtlShape fl_ctl_shapes[] = {
   { "/event/stopped", "i", NULL, { "id" } },
   { "/meter/master", "ff", NULL, { "peak_l", "peak_r" } },
   { "/meter/slot", "iff", NULL, { "id", "peak", "position" } },
+  { "/transport.reply",
+    "sfidi",
+    NULL,
+    { "source", "bpm", "beats_per_bar", "beats", "rolling" } },
 };
 
 /*
@@ -202,6 +206,18 @@ print_help(void)
     "  get ID             print the settings of slot ID, one KEY=VALUE a line\n"
     "  reset ID           set every setting of slot ID back to its default\n"
     "  master GAIN_DB     set the master gain, -60..12 dB\n"
+    "  tempo [BPM]        print the tempo, or set it (20..300) and print it\n"
+    "                     once flitzid's transport shows it\n"
+    "  signature [BEATS]  print the beats per bar, or set them (1..16)\n"
+    "  quantize GRID|off  start pads on the next line of GRID: 1/64 1/32\n"
+    "                     1/16 1/8 1/4 (a beat) 1/2 1 2 4 (bars); off: at "
+    "once\n"
+    "  downbeat           make the next period beat 0 of bar 0\n"
+    "  transport          print source, bpm, beats_per_bar, beats and\n"
+    "                     rolling, one KEY=VALUE a line\n"
+    "  speed FACTOR       play every voice FACTOR times as fast, 0.5..2\n"
+    "  bpmlock 0|1        lock pads with a bpm to the tempo (1) or not (0)\n"
+    "  save               write flitzid's state file now (flitzid --state)\n"
     "  unload ID          empty slot ID\n"
     "  query [ID]         describe slot ID, or every slot, as a table\n"
     "  status             print voices, slots, DSP load and error counters\n"
@@ -327,6 +343,14 @@ static float
 arg_float(const FlCtlReply* reply, int index)
 {
   float value = 0.0f;
+  memcpy(&value, reply_arg(reply, index), sizeof(value));
+  return value;
+}
+
+static double
+arg_double(const FlCtlReply* reply, int index)
+{
+  double value = 0.0;
   memcpy(&value, reply_arg(reply, index), sizeof(value));
   return value;
 }
@@ -472,20 +496,30 @@ request(FlCtl*      ctl,
 }
 
 /*
-  Wait, until `deadline_ms` at most, for the /pong of a /ping sent earlier, so
-  that it is not left behind in the socket for whoever gets the port next.
+  Wait, until `deadline_ms` at most, for the `path` reply of a request sent
+  earlier (the /pong of a /ping, say), so that it is not left behind in the
+  socket for whoever gets the port next.
 */
 static void
-drain_pong(FlCtl* ctl, int64_t deadline_ms)
+drain_reply(FlCtl*      ctl,
+            const char* path,
+            const char* types,
+            int64_t     deadline_ms)
 {
   FlCtlReply reply = { "", NULL };
   while (next_reply(ctl, deadline_ms, &reply)) {
-    const bool pong = reply_is(&reply, "/pong", "si");
+    const bool last = reply_is(&reply, path, types);
     reply_free(&reply);
-    if (pong) {
+    if (last) {
       return;
     }
   }
+}
+
+static void
+drain_pong(FlCtl* ctl, int64_t deadline_ms)
+{
+  drain_reply(ctl, "/pong", "si", deadline_ms);
 }
 
 /* Printing */
@@ -1482,6 +1516,223 @@ cmd_query(FlCtl* ctl, bool all, int32_t id)
   return status;
 }
 
+/* Transport and tempo */
+
+/* How long `tempo BPM` and `signature BEATS` wait for /transport to show
+   the change, which it does from the next JACK period on (a few ms), and
+   how often they ask meanwhile. */
+#define FL_CTL_SETTLE_MS 200
+#define FL_CTL_SETTLE_POLL_MS 5
+
+/* The arguments of /transport.reply ,sfidi that `tempo` and `signature`
+   print, by their index. */
+typedef enum {
+  FL_CTL_BPM           = 1,
+  FL_CTL_BEATS_PER_BAR = 2,
+} FlCtlClockField;
+
+/* Report a reply of an unexpected shape; frees it. */
+static int
+unexpected_reply(FlCtlReply* reply)
+{
+  fputs("flitzictl: unexpected reply: ", stderr);
+  print_raw_reply(stderr, reply);
+  reply_free(reply);
+  return FL_CTL_REFUSED;
+}
+
+/*
+  The answer to a /transport sent earlier, as `reply`: FL_CTL_OK and a
+  /transport.reply ,sfidi for the caller to free, or FL_CTL_REFUSED or
+  FL_CTL_NO_REPLY, reported and freed.
+*/
+static int
+take_transport(FlCtl* ctl, FlCtlReply* reply, int status)
+{
+  if (status == FL_CTL_REFUSED) {
+    refused(ctl, reply);
+    reply_free(reply);
+  } else if (status == FL_CTL_OK &&
+             !reply_is(reply, "/transport.reply", "sfidi")) {
+    status = unexpected_reply(reply);
+  }
+  return status;
+}
+
+static int
+get_transport(FlCtl* ctl, FlCtlReply* reply)
+{
+  return take_transport(
+    ctl,
+    reply,
+    request(
+      ctl, "/transport", lo_message_new(), "/transport.reply", -1, reply));
+}
+
+/*
+  Send `address` (a transport setting, which has no success reply) and a
+  /transport after it. flitzid answers in order, so the first answer is the
+  /fail of `address` or the transport reply. Returns as get_transport();
+  after a /fail the transport reply is waited for as well, so that it is
+  not left behind for the port's next user.
+*/
+static int
+set_then_transport(FlCtl*      ctl,
+                   const char* address,
+                   lo_message  message,
+                   FlCtlReply* reply)
+{
+  if (!send_request(ctl, address, message) ||
+      !send_request(ctl, "/transport", lo_message_new())) {
+    return FL_CTL_NO_REPLY;
+  }
+
+  const int64_t deadline_ms = now_ms() + ctl->timeout_ms;
+  while (next_reply(ctl, deadline_ms, reply)) {
+    if (answers(reply, address, NULL, -1)) {
+      const int status = refused(ctl, reply);
+      reply_free(reply);
+      drain_reply(ctl, "/transport.reply", "sfidi", deadline_ms);
+      return status;
+    }
+    if (answers(reply, "/transport", "/transport.reply", -1)) {
+      return take_transport(
+        ctl, reply, strcmp(reply->path, "/fail") ? FL_CTL_OK : FL_CTL_REFUSED);
+    }
+    reply_free(reply);
+  }
+  return no_reply(ctl);
+}
+
+static bool
+clock_shows(const FlCtlReply* transport, FlCtlClockField field, double value)
+{
+  return field == FL_CTL_BPM
+           ? fabs((double)arg_float(transport, FL_CTL_BPM) - value) < 1e-3
+           : arg_int(transport, FL_CTL_BEATS_PER_BAR) == (int32_t)value;
+}
+
+/* "120 BPM", "4 beats per bar", or the transport reply as JSON. */
+static void
+print_clock(const FlCtl*      ctl,
+            const FlCtlReply* transport,
+            FlCtlClockField   field)
+{
+  if (ctl->json) {
+    print_json_reply(transport);
+  } else if (field == FL_CTL_BPM) {
+    printf("%g BPM\n", (double)arg_float(transport, FL_CTL_BPM));
+  } else {
+    const int32_t beats = arg_int(transport, FL_CTL_BEATS_PER_BAR);
+    printf("%" PRId32 " beat%s per bar\n", beats, beats == 1 ? "" : "s");
+  }
+  fflush(stdout);
+}
+
+/* `tempo`, `signature`: the setting as /transport reports it. */
+static int
+cmd_clock(FlCtl* ctl, FlCtlClockField field)
+{
+  FlCtlReply transport = { "", NULL };
+  const int  status    = get_transport(ctl, &transport);
+  if (status == FL_CTL_OK) {
+    print_clock(ctl, &transport, field);
+    reply_free(&transport);
+  }
+  return status;
+}
+
+/*
+  `tempo BPM`, `signature BEATS`: send `address` with `message`, and print
+  the setting once /transport shows `value`. A change shows from the next
+  JACK period on, so the transport is asked again every few ms until it
+  does, for FL_CTL_SETTLE_MS at most; if it still does not (no period ran:
+  is JACK there?), flitzid took the change all the same, and what the
+  transport shows is printed with a warning on stderr.
+*/
+static int
+cmd_set_clock(FlCtl*          ctl,
+              const char*     address,
+              lo_message      message,
+              FlCtlClockField field,
+              double          value)
+{
+  FlCtlReply    transport = { "", NULL };
+  int           status = set_then_transport(ctl, address, message, &transport);
+  const int64_t settle_ms = now_ms() + FL_CTL_SETTLE_MS;
+  while (status == FL_CTL_OK && !clock_shows(&transport, field, value) &&
+         now_ms() < settle_ms) {
+    reply_free(&transport);
+    const struct timespec pause = { 0, FL_CTL_SETTLE_POLL_MS * 1000000L };
+    nanosleep(&pause, NULL);
+    status = get_transport(ctl, &transport);
+  }
+  if (status != FL_CTL_OK) {
+    return status;
+  }
+
+  if (!clock_shows(&transport, field, value)) {
+    fprintf(stderr,
+            "flitzictl: %s was taken, but /transport does not show it after "
+            "%d ms (is JACK running?)\n",
+            address,
+            FL_CTL_SETTLE_MS);
+  }
+  print_clock(ctl, &transport, field);
+  reply_free(&transport);
+  return FL_CTL_OK;
+}
+
+/* The transport as KEY=VALUE lines (the names of the OSC API), or JSON. */
+static int
+cmd_transport(FlCtl* ctl)
+{
+  FlCtlReply transport = { "", NULL };
+  const int  status    = get_transport(ctl, &transport);
+  if (status != FL_CTL_OK) {
+    return status;
+  }
+  if (ctl->json) {
+    print_json_reply(&transport);
+  } else {
+    printf("source=%s\nbpm=%g\nbeats_per_bar=%" PRId32
+           "\nbeats=%.3f\nrolling=%" PRId32 "\n",
+           arg_string(&transport, 0),
+           (double)arg_float(&transport, FL_CTL_BPM),
+           arg_int(&transport, FL_CTL_BEATS_PER_BAR),
+           arg_double(&transport, 3),
+           arg_int(&transport, 4));
+    fflush(stdout);
+  }
+  reply_free(&transport);
+  return FL_CTL_OK;
+}
+
+/*
+  /save: flitzid's session thread writes the state file and answers when it
+  is written (or why not), so this waits as a load does.
+*/
+static int
+cmd_save(FlCtl* ctl)
+{
+  FlCtlReply reply  = { "", NULL };
+  const int  status = send_request(ctl, "/save", lo_message_new())
+                        ? await_slow_reply(ctl, "/save", "/done", -1, &reply)
+                        : FL_CTL_NO_REPLY;
+  if (status == FL_CTL_NO_REPLY) {
+    return status;
+  }
+  if (status == FL_CTL_REFUSED) {
+    refused(ctl, &reply);
+  } else if (ctl->json) {
+    print_json_reply(&reply);
+  } else {
+    puts("saved");
+  }
+  reply_free(&reply);
+  return status;
+}
+
 static void
 on_signal(int number)
 {
@@ -1906,14 +2157,6 @@ top_forget(FlCtlTop* top)
   top->slot_count     = 0;
   top->master_peak    = 0.0f;
   memset(top->pads, 0, sizeof(top->pads));
-}
-
-static double
-arg_double(const FlCtlReply* reply, int index)
-{
-  double value = 0.0;
-  memcpy(&value, reply_arg(reply, index), sizeof(value));
-  return value;
 }
 
 /* The last part of `path`, with anything unprintable (a terminal escape in
@@ -2357,9 +2600,49 @@ static const FlCtlCommand fl_ctl_commands[] = {
   { "meters", 0, 1, " [HZ]", false },
   { "analyze", 1, 1, " ID", true },
   { "waveform", 2, 4, " ID POINTS [START [END]]", true },
+  { "tempo", 0, 1, " [BPM]", false },
+  { "signature", 0, 1, " [BEATS]", false },
+  { "quantize", 1, 1, " GRID|off", false },
+  { "downbeat", 0, 0, "", false },
+  { "transport", 0, 0, "", false },
+  { "speed", 1, 1, " FACTOR", false },
+  { "bpmlock", 1, 1, " 0|1", false },
+  { "save", 0, 0, "", false },
   { "top", 0, 0, "", false },
   { "quit", 0, 0, "", false },
 };
+
+/* tempo [BPM] and signature [BEATS]: print the setting, or change it. */
+static int
+run_clock(FlCtl* ctl, const char* name, char** args, int count)
+{
+  const FlCtlClockField field =
+    strcmp(name, "tempo") ? FL_CTL_BEATS_PER_BAR : FL_CTL_BPM;
+  if (count == 0) {
+    return cmd_clock(ctl, field);
+  }
+
+  lo_message message = lo_message_new();
+  double     value   = 0.0;
+  if (field == FL_CTL_BPM) {
+    if (!parse_number(args[0], &value)) {
+      lo_message_free(message);
+      return usage_error("BPM must be a number: '%s'", args[0]);
+    }
+    value = (double)(float)value; /* What flitzid gets */
+    lo_message_add_float(message, (float)value);
+  } else {
+    int32_t beats = 0;
+    if (!parse_int32(args[0], &beats)) {
+      lo_message_free(message);
+      return usage_error("BEATS must be a whole number: '%s'", args[0]);
+    }
+    value = beats;
+    lo_message_add_int32(message, beats);
+  }
+  return cmd_set_clock(
+    ctl, field == FL_CTL_BPM ? "/tempo" : "/signature", message, field, value);
+}
 
 static int
 run(FlCtl* ctl, const FlCtlCommand* command, char** args, int count)
@@ -2452,6 +2735,39 @@ run(FlCtl* ctl, const FlCtlCommand* command, char** args, int count)
       }
     }
     return cmd_waveform(ctl, id, points, range[0], range[1]);
+  }
+  if (!strcmp(name, "tempo") || !strcmp(name, "signature")) {
+    return run_clock(ctl, name, args, count);
+  }
+  if (!strcmp(name, "quantize")) {
+    lo_message quantize = lo_message_new();
+    lo_message_add_string(quantize, args[0]);
+    return send_unanswered(ctl, "/quantize", quantize, -1);
+  }
+  if (!strcmp(name, "downbeat")) {
+    return send_unanswered(ctl, "/transport/downbeat", lo_message_new(), -1);
+  }
+  if (!strcmp(name, "transport")) {
+    return cmd_transport(ctl);
+  }
+  if (!strcmp(name, "speed")) {
+    double factor = 0.0;
+    if (!parse_number(args[0], &factor)) {
+      return usage_error("FACTOR must be a number: '%s'", args[0]);
+    }
+    lo_message speed = lo_message_new();
+    lo_message_add_float(speed, (float)factor);
+    return send_unanswered(ctl, "/speed", speed, -1);
+  }
+  if (!strcmp(name, "bpmlock")) {
+    int32_t on = 0;
+    if (!parse_int32(args[0], &on)) {
+      return usage_error("bpmlock takes 0 or 1: '%s'", args[0]);
+    }
+    return send_unanswered(ctl, "/bpmlock", message_of_ints(1, on, 0), -1);
+  }
+  if (!strcmp(name, "save")) {
+    return cmd_save(ctl);
   }
   if (!strcmp(name, "top")) {
     if (ctl->json) {
