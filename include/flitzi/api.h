@@ -14,6 +14,7 @@
 #include <flitzi/engine.h>
 #include <flitzi/loader.h>
 #include <flitzi/osc.h>
+#include <flitzi/session.h>
 #include <flitzi/settings.h>
 #include <flitzi/telemetry.h>
 
@@ -46,9 +47,13 @@ typedef struct {
   uint32_t     transport_mode; /**< FlTransportMode */
   /** OSC thread only: every slot's settings as the user gave them. */
   FlSlotSettings settings[FL_MAX_SLOTS];
+  /** OSC thread only: the global settings as last set (for --state). */
+  FlGlobalSettings globals;
+  FlSession*       session; /**< --state; NULL: none, /save is refused */
 } FlApi;
 
-/** Set every slot's settings to the defaults. Before the OSC thread runs. */
+/** Set every slot's settings and the global settings to the defaults.
+    Before the OSC thread runs. */
 void fl_api_init(FlApi* api);
 
 /** Return the method table and its length. */

@@ -192,6 +192,9 @@ on_load(void*            data,
           api->loader, (uint32_t)slot, arg_string(argv[1]), peer, sizeof(*peer))
       : FL_ERR_QUEUE_FULL;
   fail_request(server, peer, "/load", slot, status);
+  if (!status) {
+    fl_session_slot_requested(api->session, (uint32_t)slot);
+  }
 }
 
 /* /play and /play/exclusive. */
@@ -323,6 +326,9 @@ on_unload(void*            data,
       ? fl_loader_unload(api->loader, (uint32_t)slot, peer, sizeof(*peer))
       : FL_ERR_QUEUE_FULL;
   fail_request(server, peer, "/unload", slot, status);
+  if (!status) {
+    fl_session_slot_requested(api->session, (uint32_t)slot);
+  }
   if (!status && loaded) {
     /* An emptied pad forgets its settings (a reload keeps them); an /unload
        of an empty slot fails and changes nothing. */
@@ -511,8 +517,16 @@ publish_settings(FlApi* api, uint32_t slot, const FlSlotSettings* settings)
   const FlStatus     status = fl_engine_set_slot(api->engine, slot, &params);
   if (!status) {
     api->settings[slot] = *settings;
+    fl_session_set_slot(api->session, slot, settings);
   }
   return status;
+}
+
+/* A global setting reached the engine: keep it for --state. */
+static void
+globals_changed(FlApi* api)
+{
+  fl_session_set_globals(api->session, &api->globals);
 }
 
 static void
@@ -845,6 +859,9 @@ on_master_gain(void*            data,
   } else if (fl_engine_set_master_gain(api->engine,
                                        fl_settings_db_to_gain(gain_db))) {
     fail(server, peer, "/master/gain", "queue full");
+  } else {
+    api->globals.master_gain_db = gain_db;
+    globals_changed(api);
   }
 }
 
@@ -902,6 +919,9 @@ on_speed(void*            data,
     fail(server, peer, "/speed", reason);
   } else if (fl_engine_set_speed(api->engine, speed)) {
     fail(server, peer, "/speed", "queue full");
+  } else {
+    api->globals.speed = speed;
+    globals_changed(api);
   }
 }
 
@@ -921,6 +941,9 @@ on_bpmlock(void*            data,
     fail(server, peer, "/bpmlock", "bpmlock must be 0 or 1");
   } else if (fl_engine_set_bpmlock(api->engine, on == 1)) {
     fail(server, peer, "/bpmlock", "queue full");
+  } else {
+    api->globals.bpmlock = on == 1;
+    globals_changed(api);
   }
 }
 
@@ -1046,9 +1069,13 @@ on_tempo(void*            data,
              FL_MAX_BPM,
              bpm);
     fail(server, peer, "/tempo", reason);
-  } else if (check_clock_ours(api, server, peer, "/tempo") &&
-             fl_engine_set_tempo(api->engine, bpm)) {
+  } else if (!check_clock_ours(api, server, peer, "/tempo")) {
+    return; /* answered */
+  } else if (fl_engine_set_tempo(api->engine, bpm)) {
     fail(server, peer, "/tempo", "queue full");
+  } else {
+    api->globals.tempo_bpm = bpm;
+    globals_changed(api);
   }
 }
 
@@ -1072,9 +1099,13 @@ on_signature(void*            data,
              FL_MAX_BEATS_PER_BAR,
              beats);
     fail(server, peer, "/signature", reason);
-  } else if (check_clock_ours(api, server, peer, "/signature") &&
-             fl_engine_set_signature(api->engine, (uint32_t)beats)) {
+  } else if (!check_clock_ours(api, server, peer, "/signature")) {
+    return; /* answered */
+  } else if (fl_engine_set_signature(api->engine, (uint32_t)beats)) {
     fail(server, peer, "/signature", "queue full");
+  } else {
+    api->globals.beats_per_bar = (uint32_t)beats;
+    globals_changed(api);
   }
 }
 
@@ -1101,6 +1132,9 @@ on_quantize(void*            data,
     fail(server, peer, "/quantize", reason);
   } else if (fl_engine_set_quantize(api->engine, grid)) {
     fail(server, peer, "/quantize", "queue full");
+  } else {
+    snprintf(api->globals.quantize, sizeof(api->globals.quantize), "%s", text);
+    globals_changed(api);
   }
 }
 
@@ -1146,6 +1180,29 @@ on_transport(void*            data,
   lo_message_free(message);
 }
 
+/* Sessions (§6) */
+
+static void
+on_save(void*            data,
+        FlOscServer*     server,
+        const FlOscPeer* peer,
+        const char*      types,
+        lo_arg* const*   argv,
+        lo_timetag       time)
+{
+  (void)types;
+  (void)argv;
+  (void)time;
+  FlApi* const api = (FlApi*)data;
+  if (!api->session) {
+    fail(
+      server, peer, "/save", "no state file (start flitzid with --state FILE)");
+  } else if (fl_session_save(api->session, peer)) {
+    fail(server, peer, "/save", "queue full");
+  }
+  /* The session's writer answers once FILE is written, or why not. */
+}
+
 static const char* const forms_load[]     = { "is", NULL };
 static const char* const forms_play[]     = { "if", "ii", NULL };
 static const char* const forms_stop[]     = { "", "i", NULL };
@@ -1187,6 +1244,7 @@ static const FlOscMethod methods[] = {
   { "/bpmlock", forms_slot, on_bpmlock },
   { "/analyze", forms_slot, on_analyze },
   { "/waveform", forms_waveform, on_waveform },
+  { "/save", forms_none, on_save },
 };
 
 void
@@ -1195,6 +1253,7 @@ fl_api_init(FlApi* api)
   for (uint32_t slot = 0U; slot < FL_MAX_SLOTS; ++slot) {
     fl_settings_reset(&api->settings[slot]);
   }
+  fl_global_settings_reset(&api->globals);
 }
 
 const FlOscMethod*
@@ -1284,6 +1343,9 @@ fl_api_load_done(void* data, const FlLoadResult* result)
     analysis_done(api, result, peer);
     return;
   }
+
+  /* Before the reply: a client that has its /done knows FILE will hold it. */
+  fl_session_slot_done(api->session, result);
 
   const char* const path =
     result->type == FL_REQUEST_UNLOAD ? "/unload" : "/load";

@@ -10,6 +10,7 @@
 #include <flitzi/loader.h>
 #include <flitzi/log.h>
 #include <flitzi/osc.h>
+#include <flitzi/session.h>
 #include <flitzi/telemetry.h>
 
 #include <errno.h>
@@ -44,6 +45,7 @@ typedef struct {
   bool        midi;
   uint32_t    midi_base;
   uint32_t    midi_channel;
+  const char* state_path;
 } Options;
 
 /* What signal handlers, the RT thread and /quit may touch: a flag and a
@@ -109,6 +111,8 @@ print_usage(FILE* stream)
     "      --transport MODE         internal, jack (follow a JACK timebase\n"
     "                               master) or master (be one); default "
     "internal\n"
+    "      --state FILE             restore the slots and settings from FILE\n"
+    "                               and keep it up to date (JSON)\n"
     "      --list-osc               print the OSC dispatch table and exit\n"
     "  -v, --verbose                more log output\n"
     "  -q, --quiet                  errors only\n"
@@ -164,6 +168,7 @@ parse_options(int argc, char** argv, Options* options)
     OPT_MIDI,
     OPT_MIDI_BASE,
     OPT_MIDI_CHANNEL,
+    OPT_STATE,
   };
   static const struct option long_options[] = {
     { "name", required_argument, NULL, 'n' },
@@ -183,6 +188,7 @@ parse_options(int argc, char** argv, Options* options)
     { "midi", no_argument, NULL, OPT_MIDI },
     { "midi-base", required_argument, NULL, OPT_MIDI_BASE },
     { "midi-channel", required_argument, NULL, OPT_MIDI_CHANNEL },
+    { "state", required_argument, NULL, OPT_STATE },
     { "verbose", no_argument, NULL, 'v' },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
@@ -264,6 +270,13 @@ parse_options(int argc, char** argv, Options* options)
       }
       case OPT_SAMPLE_ROOT:
         options->sample_root = optarg;
+        break;
+      case OPT_STATE:
+        if (!optarg[0]) {
+          fprintf(stderr, "flitzid: --state must name a file\n");
+          return EXIT_USAGE;
+        }
+        options->state_path = optarg;
         break;
       case OPT_MIDI:
         options->midi = true;
@@ -392,6 +405,7 @@ typedef struct {
   FlOscServer* server;
   FlBackend*   backend;
   FlTelemetry* telemetry;
+  FlSession*   session; /* --state, or NULL */
   FlApi        api;
 } Daemon;
 
@@ -401,9 +415,11 @@ free_daemon(Daemon* daemon)
   /* Order: no new requests, the loader finishes while the RT thread still
      takes its retirements, then the RT thread stops and everything it held
      is freed here. */
+  fl_session_detach(daemon->session);
   fl_osc_free(daemon->server);
   daemon->api.server = NULL;
   fl_loader_free(daemon->loader);
+  fl_session_free(daemon->session); /* writes what changed last */
   fl_backend_free(daemon->backend);
   if (daemon->engine) {
     fl_engine_process_offline(daemon->engine);
@@ -449,6 +465,7 @@ run(Daemon* daemon)
   bool     warned         = false;
   double   last_attempt   = -10.0;
   uint32_t reported_xruns = 0U;
+  bool     files_queued   = false;
 
   while (!atomic_load_explicit(&quit_requested, memory_order_relaxed)) {
     if (connected && fl_backend_lost(daemon->backend)) {
@@ -462,8 +479,6 @@ run(Daemon* daemon)
     }
 
     if (!connected) {
-      /* No RT thread runs: this thread takes its role. */
-      fl_engine_process_offline(daemon->engine);
       if (now_seconds() - last_attempt >= 1.0) {
         char reason[256];
         last_attempt = now_seconds();
@@ -481,6 +496,17 @@ run(Daemon* daemon)
           lock_memory();
         }
       }
+      /* No RT thread runs: this thread takes its role. (After the attempt,
+         so that the settings restored at start-up reach the RT thread.) */
+      if (!connected) {
+        fl_engine_process_offline(daemon->engine);
+      }
+    }
+
+    /* --state: the files, once the first attempt set the sample rate. */
+    if (!files_queued) {
+      fl_session_load_files(daemon->session, daemon->loader);
+      files_queued = true;
     }
 
     free_retired(daemon->engine);
@@ -610,7 +636,27 @@ main(int argc, char** argv)
   daemon->backend     = daemon->server ? fl_backend_new(&backend_config) : NULL;
   daemon->api.backend = daemon->backend;
 
-  if (!daemon->backend || fl_osc_start(daemon->server)) {
+  /* --state: read FILE and queue its settings before the OSC thread (the
+     engine's control thread) runs; run() queues its files. */
+  bool ready = daemon->backend != NULL;
+  if (options.state_path && ready) {
+    const FlSessionConfig session_config = {
+      options.state_path, daemon->bank, options.voices, options.buses
+    };
+    daemon->session     = fl_session_new(&session_config);
+    daemon->api.session = daemon->session;
+    if (!daemon->session || fl_session_start(daemon->session, daemon->server)) {
+      snprintf(reason, sizeof(reason), "--state: out of memory");
+      ready = false;
+    } else {
+      fl_session_restore(daemon->session,
+                         daemon->engine,
+                         daemon->api.settings,
+                         &daemon->api.globals);
+    }
+  }
+
+  if (!ready || fl_osc_start(daemon->server)) {
     fprintf(stderr, "flitzid: %s\n", reason);
     free_daemon(daemon);
     return EXIT_FAILURE;
