@@ -1162,8 +1162,19 @@ render_varispeed(FlEngine*     engine,
     if (!exact) {
       atomic_fetch_add_explicit(
         &engine->stretch_misses, 1U, memory_order_relaxed);
-      if (state->stretch_wanted != target) {
+      /* Ask once for each ratio, sample and region: a new file on the pad
+         or a new region needs a render as much as a new tempo does. Only
+         a voice of the slot's current sample asks (the loader renders
+         that one); a voice of a replaced sample plays on unrendered. */
+      if ((state->stretch_wanted != target ||
+           state->stretch_source != voice->sample->serial ||
+           state->stretch_start != voice->region_start ||
+           state->stretch_end != voice->region_end) &&
+          fl_bank_get(engine->bank, voice->slot) == voice->sample) {
         state->stretch_wanted = target;
+        state->stretch_source = voice->sample->serial;
+        state->stretch_start  = voice->region_start;
+        state->stretch_end    = voice->region_end;
         const FlEvent event   = { FL_EVENT_STRETCH_WANTED,
                                   voice->slot,
                                 voice->looping ? 1.0f : 0.0f,

@@ -157,6 +157,9 @@ typedef struct {
 
   uint32_t live;           /* voices that started and have not ended */
   double   stretch_wanted; /* the ratio last asked a render for, 0: none */
+  uint64_t stretch_source; /* ...of the sample with this serial... */
+  uint32_t stretch_start;  /* ...and this region, in its frames */
+  uint32_t stretch_end;
 
   /* The DJ isolator: band gains and the wet share now, ramping to the
      settings' over eq_ramp_left frames; engaged while wet > 0 or ramping. */
