@@ -11,8 +11,11 @@
   quality it has.
 
   A loop is rendered with a pad of its own audio on each side (its end
-  before its start, its start after its end) and the middle kept, so the
-  render joins itself at the seam as the loop does. The render is
+  before its start, its start after its end) and the middle kept. A
+  stretched loop is not periodic in the render's length (a tone of c
+  cycles a loop has c / r cycles a render), so the render's last 10 ms fade
+  into the stretched audio that leads into its first frame (the pad before
+  it): the render joins itself at the seam without a step. The render is
   round(L / r) frames; the RT thread scales positions to that length, so
   the loop's place stays exact.
 */

@@ -13,6 +13,10 @@
 /* Frames handed to Rubber Band at a time. */
 #define CHUNK 16384U
 
+/* A loop's render ends in a crossfade of this length into the audio that
+   leads into its first frame. */
+#define SEAM_MS 10.0
+
 /* Frame `index` of the input: the region with its pads, a loop's pads being
    the loop itself. */
 static const float*
@@ -55,6 +59,14 @@ fl_stretch_render(const FlSample* source,
   const uint32_t total    = span + 2U * pad;
   const uint32_t frames   = (uint32_t)llround((double)span / ratio);
   const uint32_t skip     = (uint32_t)llround((double)pad / ratio);
+  /* The seam: a stretched loop is not periodic in the render's length (a
+     tone of c cycles a loop has c / ratio cycles a render), so its end
+     does not meet its start. The output just before `skip` is what leads
+     into the render's first frame: the render's last frames fade into it,
+     as a plain loop's seam does (SEAM_PRE in the engine). */
+  uint32_t seam = (uint32_t)llround(SEAM_MS * source->sample_rate / 1000.0);
+  seam          = seam < skip ? seam : skip;
+  seam          = seam < frames / 2U ? seam : frames / 2U;
 
   /* Time ratio in Rubber Band's sense: output duration over input. */
   RubberBandState stretcher = rubberband_new(source->sample_rate,
@@ -73,8 +85,10 @@ fl_stretch_render(const FlSample* source,
                              (float*)malloc(CHUNK * sizeof(float)) };
   float* const output[2] = { (float*)malloc(CHUNK * sizeof(float)),
                              (float*)malloc(CHUNK * sizeof(float)) };
+  float* const lead_in =
+    (float*)malloc(((size_t)seam + 1U) * channels * sizeof(float));
   if (!stretcher || !render || !input[0] || !input[1] || !output[0] ||
-      !output[1]) {
+      !output[1] || !lead_in) {
     snprintf(reason, reason_size, "out of memory");
     if (stretcher) {
       rubberband_delete(stretcher);
@@ -84,6 +98,7 @@ fl_stretch_render(const FlSample* source,
     free(input[1]);
     free(output[0]);
     free(output[1]);
+    free(lead_in);
     return NULL;
   }
   rubberband_set_expected_input_duration(stretcher, total);
@@ -115,6 +130,12 @@ fl_stretch_render(const FlSample* source,
           output,
           available < (int)CHUNK ? (unsigned)available : CHUNK);
         for (unsigned i = 0U; i < got; ++i, ++seen) {
+          if (seen < skip && seen + seam >= skip) {
+            float* const to = lead_in + (size_t)(seen + seam - skip) * channels;
+            for (uint32_t c = 0U; c < channels; ++c) {
+              to[c] = output[c][i];
+            }
+          }
           if (seen < skip || kept >= frames) {
             continue;
           }
@@ -140,6 +161,18 @@ fl_stretch_render(const FlSample* source,
            0,
            (size_t)(frames - kept) * channels * sizeof(float));
   }
+  /* The seam: frame k of the last `seam` moves towards the lead-in with
+     weight (k + 1) / (seam + 1), so the last frame is nearly the one before
+     the render's first. */
+  for (uint32_t k = 0U; loop && k < seam; ++k) {
+    const float  w    = (float)(k + 1U) / (float)(seam + 1U);
+    float* const to   = render->frames + (size_t)(frames - seam + k) * channels;
+    const float* from = lead_in + (size_t)k * channels;
+    for (uint32_t c = 0U; c < channels; ++c) {
+      to[c] += w * (from[c] - to[c]);
+    }
+  }
+  free(lead_in);
   render->stretch_ratio  = ratio;
   render->stretch_source = source->serial;
   render->stretch_start  = start;
