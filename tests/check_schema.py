@@ -30,6 +30,7 @@ Environment: FLITZID (path of the daemon). Output: TAP. Exit 77 skips (no
 jackd on this machine).
 """
 
+import atexit
 import importlib.machinery
 import importlib.util
 import json
@@ -40,6 +41,7 @@ import re
 import shutil
 import struct
 import subprocess
+import tempfile
 import sys
 import time
 
@@ -1039,9 +1041,14 @@ def main():
         tap.note("no jackd: skipping the checks against a running flitzid")
         return tap.finish()
 
+    # With a session file, so that /save answers /done.
+    state_dir = tempfile.mkdtemp(prefix="flitzi-schema-state-")
+    atexit.register(shutil.rmtree, state_dir, True)
     with Daemon(flitzid, "schema", slots=SLOTS,
                 extra_args=["--voices", str(VOICES),
-                            "--buses", str(BUSES)]) as daemon:
+                            "--buses", str(BUSES),
+                            "--state",
+                            os.path.join(state_dir, "session.json")]) as daemon:
         wav_path = os.path.join(daemon.workdir, "tone.wav")
         write_wav(wav_path, seconds=TONE_SECONDS)
         short_path = os.path.join(daemon.workdir, "short.wav")
