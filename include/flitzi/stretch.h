@@ -5,7 +5,9 @@
   real-time stretcher per voice inside the callback (one costs 6 to 19 % of
   a core on the machines we measure), the loader renders the region once,
   offline, at the ratio the RT thread asks for, and publishes the render
-  like a sample (fl_engine_publish_stretch()). Offline, Rubber Band sees the
+  like a sample (fl_engine_publish_stretch()); within 0.15 of ratio 1 with
+  Rubber Band's faster engine (R2), further out with its finer one (R3).
+  Offline, Rubber Band sees the
   whole input: the output is aligned with it from its first frame, so no
   delay needs compensating, and studying the input first gives the best
   quality it has.
