@@ -1946,7 +1946,8 @@ fl_engine_process_offline(FlEngine* engine)
 
   apply_retirements(engine, &handed_back);
   while (fl_ring_read(engine->commands, &command)) {
-    /* Settings and the master gain are state, not events: keep them. */
+    /* Settings, the master gain and the clock are state, not events: keep
+       them (a restored session before the JACK server is there). */
     if (command.type == COMMAND_SETTINGS) {
       apply_settings(engine, command.slot, &command.as.settings);
     } else if (command.type == COMMAND_MASTER_GAIN) {
@@ -1954,6 +1955,17 @@ fl_engine_process_offline(FlEngine* engine)
       engine->master_ramp_left                    = 0U;
     } else if (command.type == COMMAND_METERS) {
       apply_meters(engine, command.as.meter_hz);
+    } else if (command.type == COMMAND_TEMPO) {
+      fl_transport_set_tempo(
+        &engine->transport, engine->frame_now, command.as.bpm);
+    } else if (command.type == COMMAND_SIGNATURE) {
+      engine->transport.beats_per_bar = command.as.beats_per_bar;
+    } else if (command.type == COMMAND_QUANTIZE) {
+      engine->quantize_grid = command.as.grid;
+    } else if (command.type == COMMAND_SPEED) {
+      engine->speed = command.as.speed;
+    } else if (command.type == COMMAND_BPMLOCK) {
+      engine->bpmlock = command.as.bpmlock != 0U;
     }
   }
 
