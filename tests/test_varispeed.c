@@ -306,6 +306,12 @@ test_bpm_lock_ten_minutes(void** state)
         const double expected = launch + passes * pass;
         const double error    = fabs((double)best_at - expected);
         worst                 = error > worst ? error : worst;
+        if (getenv("FLITZI_PASS_LOG")) { /* for scripts/plot-timing */
+          printf("pass %u %.3f %.3f\n",
+                 passes,
+                 (double)best_at / RATE,
+                 (double)best_at - expected);
+        }
         ++passes;
         best    = 0.0f;
         best_at = -1;
