@@ -974,6 +974,56 @@ kernel_window(FlEngine*             engine,
   return engine->window;
 }
 
+/* The gain of a voice's next stretch, from frame `offset` of the block:
+   constant until its ramp starts (ramp_at), then the ramp, whose first
+   frame is one step along and whose last is at the target, so a fade-out
+   ends in silence, never with a jump. Shortens `*count` to the segment and
+   returns whether it ramps (not step != 0: a ramp from 0 to 0 ends too). */
+static FL_REALTIME bool
+gain_segment(const Voice* voice,
+             uint32_t     offset,
+             uint32_t*    count,
+             float*       gain,
+             float*       step)
+{
+  if (voice->ramp_left == 0U) {
+    return false;
+  }
+  if (offset < voice->ramp_at) {
+    *count =
+      *count < voice->ramp_at - offset ? *count : voice->ramp_at - offset;
+    return false;
+  }
+  *count = *count < voice->ramp_left ? *count : voice->ramp_left;
+  *step  = voice->ramp_step;
+  *gain  = voice->gain + *step;
+  return true;
+}
+
+/* Account `count` frames of a voice's ramp. At its end the voice ends
+   (returns RAMP_END_FREE, the voice is gone), pauses (RAMP_END_PAUSE) or
+   plays on at the target (RAMP_END_HOLD). */
+static FL_REALTIME uint32_t
+advance_ramp(FlEngine* engine,
+             Voice*    voice,
+             float     step,
+             uint32_t  count,
+             uint32_t* handed_back)
+{
+  voice->gain += step * (float)count;
+  voice->ramp_left -= count;
+  if (voice->ramp_left > 0U) {
+    return RAMP_END_HOLD;
+  }
+  voice->gain = voice->ramp_target;
+  if (voice->ramp_end == RAMP_END_FREE) {
+    end_voice(engine, voice, handed_back);
+  } else if (voice->ramp_end == RAMP_END_PAUSE) {
+    voice->state = VOICE_PAUSED;
+  }
+  return voice->ramp_end;
+}
+
 /* Mix a stretch of a voice's frames into `targets`: at unity exactly as
    v1, with a slot's constant gains in the same pass, and with `peak` (a
    metered slot's only voice) tracking the largest magnitude added. */
@@ -1200,21 +1250,10 @@ render_varispeed(FlEngine*     engine,
       : reader->step + glide * (double)(block_frames - offset));
 
   while (offset < block_frames) {
-    uint32_t count   = block_frames - offset;
-    float    gain    = voice->gain;
-    float    step    = 0.0f;
-    bool     ramping = false; /* not step != 0: a ramp from 0 to 0 ends too */
-    if (voice->ramp_left > 0U) {
-      if (offset < voice->ramp_at) {
-        count =
-          count < voice->ramp_at - offset ? count : voice->ramp_at - offset;
-      } else {
-        count   = count < voice->ramp_left ? count : voice->ramp_left;
-        step    = voice->ramp_step;
-        gain    = voice->gain + step;
-        ramping = true;
-      }
-    }
+    uint32_t   count   = block_frames - offset;
+    float      gain    = voice->gain;
+    float      step    = 0.0f;
+    const bool ramping = gain_segment(voice, offset, &count, &gain, &step);
 
     bool           ended = false;
     const uint32_t rendered =
@@ -1235,20 +1274,14 @@ render_varispeed(FlEngine*     engine,
       end_voice(engine, voice, handed_back);
       return;
     }
-    if (ramping) {
-      voice->gain += step * (float)rendered;
-      voice->ramp_left -= rendered;
-      if (voice->ramp_left == 0U) {
-        voice->gain = voice->ramp_target;
-        if (voice->ramp_end == RAMP_END_FREE) {
-          end_voice(engine, voice, handed_back);
-          return;
-        }
-        if (voice->ramp_end == RAMP_END_PAUSE) {
-          voice->state = VOICE_PAUSED;
-          break;
-        }
-      }
+    const uint32_t ramp_end =
+      ramping ? advance_ramp(engine, voice, step, rendered, handed_back)
+              : RAMP_END_HOLD;
+    if (ramp_end == RAMP_END_FREE) {
+      return;
+    }
+    if (ramp_end == RAMP_END_PAUSE) {
+      break;
     }
   }
   if (stretch) {
@@ -1310,22 +1343,9 @@ render_voice(FlEngine*     engine,
       count = boundary - voice->position;
     }
 
-    float gain    = voice->gain;
-    float step    = 0.0f;
-    bool  ramping = false; /* not step != 0: a ramp from 0 to 0 must end */
-    if (voice->ramp_left > 0U) {
-      if (offset < voice->ramp_at) {
-        count =
-          count < voice->ramp_at - offset ? count : voice->ramp_at - offset;
-      } else {
-        count = count < voice->ramp_left ? count : voice->ramp_left;
-        /* The first ramped frame is one step along and the last one is at
-           the target, so a fade-out ends in silence, never with a jump. */
-        step    = voice->ramp_step;
-        gain    = voice->gain + step;
-        ramping = true;
-      }
-    }
+    float      gain    = voice->gain;
+    float      step    = 0.0f;
+    const bool ramping = gain_segment(voice, offset, &count, &gain, &step);
 
     const SeamZone zone   = seam_zone(voice);
     const float*   source = NULL;
@@ -1365,20 +1385,14 @@ render_voice(FlEngine*     engine,
       voice->wrapped  = true;
     }
 
-    if (ramping) {
-      voice->gain += step * (float)count;
-      voice->ramp_left -= count;
-      if (voice->ramp_left == 0U) {
-        voice->gain = voice->ramp_target;
-        if (voice->ramp_end == RAMP_END_FREE) {
-          end_voice(engine, voice, handed_back);
-          return;
-        }
-        if (voice->ramp_end == RAMP_END_PAUSE) {
-          voice->state = VOICE_PAUSED;
-          break;
-        }
-      }
+    const uint32_t ramp_end =
+      ramping ? advance_ramp(engine, voice, step, count, handed_back)
+              : RAMP_END_HOLD;
+    if (ramp_end == RAMP_END_FREE) {
+      return;
+    }
+    if (ramp_end == RAMP_END_PAUSE) {
+      break;
     }
   }
   /* A fade that starts in a later block of the period (a note-off's) is
