@@ -128,16 +128,18 @@ fl_interp_frame(const FlInterpKernel* kernel,
   const double   scaled       = fraction * (double)FL_INTERP_PHASES;
   const uint32_t phase        = (uint32_t)scaled;
   const float    mix          = (float)(scaled - (double)phase);
-  const uint32_t taps         = kernel->taps;
+  const size_t   taps         = kernel->taps;
   const float* restrict below = kernel->rows + (size_t)phase * taps;
   const float* restrict above = below + taps;
 
   /* Eight partial sums: independent lanes the compiler can vectorize
-     without reordering a float sum. */
+     without reordering a float sum. Indices are size_t: with 32-bit ones
+     that could wrap, gcc cannot prove the loads contiguous and gathers each
+     vector from scalar loads (as the mixer once did), twice the cost. */
   if (channels == 1U) {
     float sum[8] = { 0.0f };
-    for (uint32_t j = 0U; j < taps; j += 8U) {
-      for (uint32_t k = 0U; k < 8U; ++k) {
+    for (size_t j = 0U; j < taps; j += 8U) {
+      for (size_t k = 0U; k < 8U; ++k) {
         const float h = below[j + k] + mix * (above[j + k] - below[j + k]);
         sum[k] += h * window[j + k];
       }
@@ -148,11 +150,11 @@ fl_interp_frame(const FlInterpKernel* kernel,
   }
   float left[8]  = { 0.0f };
   float right[8] = { 0.0f };
-  for (uint32_t j = 0U; j < taps; j += 8U) {
-    for (uint32_t k = 0U; k < 8U; ++k) {
+  for (size_t j = 0U; j < taps; j += 8U) {
+    for (size_t k = 0U; k < 8U; ++k) {
       const float h = below[j + k] + mix * (above[j + k] - below[j + k]);
-      left[k] += h * window[2U * (size_t)(j + k)];
-      right[k] += h * window[2U * (size_t)(j + k) + 1U];
+      left[k] += h * window[2U * (j + k)];
+      right[k] += h * window[2U * (j + k) + 1U];
     }
   }
   out[0] = ((left[0] + left[1]) + (left[2] + left[3])) +
