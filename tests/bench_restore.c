@@ -137,14 +137,14 @@ bare(void)
     sf_close(file);
     const double ratio    = 48000.0 / info.samplerate;
     const long   capacity = (long)ceil((double)info.frames * ratio) + 64;
-    float*       out      = (float*)malloc((size_t)capacity * 2U * sizeof(float));
-    SRC_DATA     data     = { 0 };
-    data.data_in          = in;
-    data.data_out         = out;
-    data.input_frames     = (long)info.frames;
-    data.output_frames    = capacity;
-    data.src_ratio        = ratio;
-    const int error       = src_simple(&data, SRC_SINC_MEDIUM_QUALITY, 2);
+    float*       out   = (float*)malloc((size_t)capacity * 2U * sizeof(float));
+    SRC_DATA     data  = { 0 };
+    data.data_in       = in;
+    data.data_out      = out;
+    data.input_frames  = (long)info.frames;
+    data.output_frames = capacity;
+    data.src_ratio     = ratio;
+    const int error    = src_simple(&data, SRC_SINC_MEDIUM_QUALITY, 2);
     if (error) {
       fprintf(stderr, "src_simple: %s\n", src_strerror(error));
       exit(1);
@@ -202,9 +202,8 @@ restore(FlTestEnv*  env,
   const int port = fl_env_port(env);
   char      slots_text[16];
   snprintf(slots_text, sizeof(slots_text), "%d", FILES);
-  const char* const args[] = { "--slots",   slots_text, "--voices",
-                               "256",       "--state",  state_path,
-                               NULL };
+  const char* const args[] = { "--slots", slots_text, "--voices", "256",
+                               "--state", state_path, NULL };
   FlOsc* const      osc    = fl_osc_new(port);
   FlDaemon          daemon = { 0 };
   if (!osc) {
@@ -216,10 +215,10 @@ restore(FlTestEnv*  env,
     fl_osc_free(osc);
     return false;
   }
-  result->pong     = -1.0;
-  result->restore  = -1.0;
-  int32_t loaded   = -1;
-  bool    ok       = true;
+  result->pong    = -1.0;
+  result->restore = -1.0;
+  int32_t loaded  = -1;
+  bool    ok      = true;
   while (ok && result->restore < 0.0) {
     if (result->pong < 0.0) {
       fl_osc_send(osc, "/ping", "");
