@@ -77,6 +77,35 @@ fail(FlOscServer*     server,
 
 static void reset_settings(FlApi* api, uint32_t slot);
 
+/* Check a number argument against its range (NaN is outside every one);
+   on failure reply "NAME must be a number from MIN to MAX UNIT (got V)",
+   the wording of the slot settings' reasons, and return false. */
+static bool
+in_range(FlOscServer*     server,
+         const FlOscPeer* peer,
+         const char*      path,
+         const char*      name,
+         double           value,
+         double           min,
+         double           max,
+         const char*      unit)
+{
+  if (value >= min && value <= max) {
+    return true;
+  }
+  char reason[128];
+  snprintf(reason,
+           sizeof(reason),
+           "%s must be a number from %g to %g%s (got %g)",
+           name,
+           min,
+           max,
+           unit,
+           value);
+  fail(server, peer, path, reason);
+  return false;
+}
+
 /* Check an id from the network; on failure, reply and return false. */
 static bool
 check_slot(FlApi*           api,
@@ -849,13 +878,9 @@ on_master_gain(void*            data,
   (void)time;
   FlApi* const api     = (FlApi*)data;
   const double gain_db = arg_number(types[0], argv[0]);
-  char         reason[96];
-  if (!(gain_db >= -60.0 && gain_db <= 12.0)) {
-    snprintf(reason,
-             sizeof(reason),
-             "gain must be a number from -60 to 12 dB (got %g)",
-             gain_db);
-    fail(server, peer, "/master/gain", reason);
+  if (!in_range(
+        server, peer, "/master/gain", "gain", gain_db, -60.0, 12.0, " dB")) {
+    return; /* answered */
   } else if (fl_engine_set_master_gain(api->engine,
                                        fl_settings_db_to_gain(gain_db))) {
     fail(server, peer, "/master/gain", "queue full");
@@ -910,13 +935,8 @@ on_speed(void*            data,
   (void)time;
   FlApi* const api   = (FlApi*)data;
   const double speed = arg_number(types[0], argv[0]);
-  char         reason[96];
-  if (!(speed >= 0.5 && speed <= 2.0)) {
-    snprintf(reason,
-             sizeof(reason),
-             "speed must be a number from 0.5 to 2 (got %g)",
-             speed);
-    fail(server, peer, "/speed", reason);
+  if (!in_range(server, peer, "/speed", "speed", speed, 0.5, 2.0, "")) {
+    return; /* answered */
   } else if (fl_engine_set_speed(api->engine, speed)) {
     fail(server, peer, "/speed", "queue full");
   } else {
@@ -1060,15 +1080,9 @@ on_tempo(void*            data,
   (void)time;
   FlApi* const api = (FlApi*)data;
   const double bpm = arg_number(types[0], argv[0]);
-  char         reason[96];
-  if (!(bpm >= FL_MIN_BPM && bpm <= FL_MAX_BPM)) {
-    snprintf(reason,
-             sizeof(reason),
-             "tempo must be a number from %g to %g BPM (got %g)",
-             FL_MIN_BPM,
-             FL_MAX_BPM,
-             bpm);
-    fail(server, peer, "/tempo", reason);
+  if (!in_range(
+        server, peer, "/tempo", "tempo", bpm, FL_MIN_BPM, FL_MAX_BPM, " BPM")) {
+    return; /* answered */
   } else if (!check_clock_ours(api, server, peer, "/tempo")) {
     return; /* answered */
   } else if (fl_engine_set_tempo(api->engine, bpm)) {
